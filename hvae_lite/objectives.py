@@ -1,0 +1,60 @@
+"""Training objective (ELBO with KL warm-up and free bits) and the importance-weighted bound."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .model import HVAE, HVAEOutput
+
+N_PIXELS = 28 * 28
+
+
+def kl_weight(step: int, warmup_steps: int) -> float:
+    """KL warm-up: beta grows linearly from near 0 to 1 over `warmup_steps` updates.
+
+    Early on the decoder learns to use the latents before the KL penalty can switch them off.
+    """
+    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+
+
+def training_loss(output: HVAEOutput, beta: float = 1.0, free_bits: float = 0.0) -> Tensor:
+    """Scalar loss: reconstruction + beta * sum_i max(KL_i, free_bits), batch-averaged.
+
+    Free bits (per layer, in nats, on the batch mean) stop the optimiser from pushing a layer's
+    KL below the threshold, so a layer is not switched off before it has learnt something.
+    The ELBO reported for evaluation is always the plain one in `output.elbo`.
+    """
+    kl_per_layer = output.kl.mean(0)  # (n_layers,)
+    if free_bits > 0:
+        kl_per_layer = torch.clamp(kl_per_layer, min=free_bits)
+    return output.recon.mean() + beta * kl_per_layer.sum()
+
+
+@torch.no_grad()
+def iwae_log_likelihood(model: HVAE, x: Tensor, k: int, chunk_size: int = 100,
+                        observed: Tensor | None = None) -> Tensor:
+    """IWAE-k estimate of log p(x) per example: log mean_k exp(log w_k). (B, 1, 28, 28) -> (B,).
+
+    The k samples are drawn in chunks of `chunk_size` copies of the batch and combined with a
+    running logsumexp, so k = 1000 needs the memory of one chunk, not of all k.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    total = None
+    done = 0
+    while done < k:
+        n = min(chunk_size, k - done)
+        repeated = x.repeat(n, 1, 1, 1)  # (n*B, ...): sample j of example b sits at j*B + b
+        mask = None if observed is None else observed.repeat(n, 1, 1, 1)
+        log_w = model(repeated, mask).log_weight.view(n, x.shape[0])
+        chunk_lse = torch.logsumexp(log_w, dim=0)
+        total = chunk_lse if total is None else torch.logaddexp(total, chunk_lse)
+        done += n
+    return total - math.log(k)
+
+
+def bits_per_dim(nats: Tensor | float, n_dims: int = N_PIXELS) -> Tensor | float:
+    """Convert a negative log-likelihood in nats per image to bits per pixel."""
+    return nats / (n_dims * math.log(2))

@@ -1,0 +1,184 @@
+"""The trainer: the same loop in a terminal and in a notebook, with visible, counted stability."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoints import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
+from .data import DataSplit, check_images, dynamic_binarize, iterate_minibatches, random_occlusion_mask
+from .evaluate import heldout_elbo
+from .objectives import kl_weight, training_loss
+
+
+class TrainingDiverged(RuntimeError):
+    """Most updates of an epoch had a non-finite loss or gradient."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; stored in every checkpoint beside the model config."""
+
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float = 2e-3
+    lr_final_fraction: float = 0.1   # cosine decay of the learning rate to lr * this by the last epoch
+    warmup_epochs: float = 3.0       # KL warm-up length (0 = off)
+    free_bits: float = 0.0           # nats per latent layer below which KL is not penalised (0 = off)
+    grad_clip: float = 200.0         # max gradient norm; larger norms are scaled down
+    skip_threshold: float = 1e5      # skip (and count) an update whose gradient norm exceeds this
+    seed: int = 0
+    device: str = "auto"             # "auto" picks cuda, then mps, then cpu
+    amp: bool = False                # bf16 autocast for the training forward pass (evaluation stays fp32)
+    compile: bool = False            # torch.compile the training step (worth it on a GPU)
+    eval_seed: int = 0               # the fixed binarisation of the held-out images
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        return cls(**values)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> the best accelerator present (cuda, then mps), else the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Trainer:
+    """Trains an HVAE on a DataSplit; `fit()` returns the per-epoch history.
+
+    The model, optimiser, schedule, data order and RNG are all restored by `Trainer.resume`,
+    so an interrupted run continues to exactly the numbers of an uninterrupted one.
+    """
+
+    def __init__(self, config: ModelConfig, train_config: TrainConfig, data: DataSplit,
+                 checkpoint_path: str | Path | None = None,
+                 callback: Callable[[dict[str, Any]], None] | None = None, progress: bool = True):
+        check_images(data.train_images, name="train_images")
+        self.config, self.train_config, self.data = config, train_config, data
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.callback, self.progress = callback, progress
+        self.device = resolve_device(train_config.device)
+        torch.manual_seed(train_config.seed)
+        self.model = build_model(config).to(self.device)
+        self.optimizer = torch.optim.Adamax(self.model.parameters(), lr=train_config.lr)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=max(1, train_config.epochs),
+            eta_min=train_config.lr * train_config.lr_final_fraction)
+        # One generator for the data order, binarisation and masks: its state is checkpointed.
+        self.data_rng = torch.Generator().manual_seed(train_config.seed)
+        self.epoch, self.step, self.history = 0, 0, []
+        self._step_fn = torch.compile(self._loss) if train_config.compile else self._loss
+
+    @classmethod
+    def resume(cls, path: str | Path, data: DataSplit, epochs: int | None = None, **kwargs: Any) -> "Trainer":
+        """Continue the run saved at `path` (optionally to a new total number of epochs)."""
+        ckpt = load_checkpoint(path)
+        train_config = TrainConfig.from_dict(ckpt.train_config)
+        if epochs is not None:
+            train_config = dataclasses.replace(train_config, epochs=epochs)
+        trainer = cls(ckpt.config, train_config, data, checkpoint_path=kwargs.pop("checkpoint_path", path), **kwargs)
+        trainer.model.load_state_dict(ckpt.model_state)
+        trainer.optimizer.load_state_dict(ckpt.optimizer_state)
+        trainer.scheduler.load_state_dict(ckpt.scheduler_state)
+        trainer.scheduler.T_max = max(1, train_config.epochs)
+        trainer.epoch, trainer.step, trainer.history = ckpt.epoch, ckpt.step, list(ckpt.history)
+        trainer.data_rng.set_state(ckpt.rng_state["data"])
+        torch.set_rng_state(ckpt.rng_state["torch"])
+        if "cuda" in ckpt.rng_state and torch.cuda.is_available():
+            torch.cuda.set_rng_state(ckpt.rng_state["cuda"])
+        return trainer
+
+    def checkpoint(self) -> Checkpoint:
+        rng = {"data": self.data_rng.get_state(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state()
+        return Checkpoint(config=self.config, model_state=self.model.state_dict(),
+                          train_config=self.train_config.to_dict(), history=self.history,
+                          epoch=self.epoch, step=self.step, optimizer_state=self.optimizer.state_dict(),
+                          scheduler_state=self.scheduler.state_dict(), rng_state=rng)
+
+    def _batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = dynamic_binarize(images, self.data_rng) if self.config.likelihood == "bernoulli" else images
+        observed = random_occlusion_mask(len(x), generator=self.data_rng) if self.config.conditional else None
+        return x.to(self.device), None if observed is None else observed.to(self.device)
+
+    def _loss(self, x: torch.Tensor, observed: torch.Tensor | None, beta: float):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train_config.amp):
+            out = self.model(x, observed)
+        return training_loss(out, beta, self.train_config.free_bits), out.elbo.detach(), out.kl.detach()
+
+    def _train_epoch(self) -> dict[str, Any]:
+        cfg = self.train_config
+        self.model.train()
+        n_batches = math.ceil(len(self.data.train_images) / cfg.batch_size)
+        warmup_steps = int(cfg.warmup_epochs * n_batches)
+        elbo_sum, kl_sum, n_seen, skipped = 0.0, torch.zeros(self.model.n_latent_layers), 0, 0
+        start = time.perf_counter()
+        batches = iterate_minibatches(self.data.train_images, cfg.batch_size, shuffle=True, generator=self.data_rng)
+        bar = tqdm(batches, total=n_batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                   disable=not self.progress, leave=False)
+        for images in bar:
+            x, observed = self._batch(images)
+            beta = kl_weight(self.step, warmup_steps)
+            loss, elbo, kl = self._step_fn(x, observed, beta)
+            self.optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                skipped += 1
+                continue
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            if not torch.isfinite(grad_norm) or grad_norm > cfg.skip_threshold:
+                skipped += 1  # a wild gradient would undo many good updates: drop it, count it
+                continue
+            self.optimizer.step()
+            self.step += 1
+            elbo_sum += elbo.float().sum().item()
+            kl_sum += kl.float().sum(0).cpu()
+            n_seen += len(x)
+            bar.set_postfix(elbo=f"{elbo.float().mean().item():.1f}", beta=f"{beta:.2f}")
+        if skipped > n_batches // 2:
+            raise TrainingDiverged(
+                f"epoch {self.epoch + 1}: {skipped} of {n_batches} updates had a non-finite or huge loss or "
+                f"gradient. The last good checkpoint is kept{f' at {self.checkpoint_path}' if self.checkpoint_path else ''}; "
+                "try a lower learning rate, a longer KL warm-up or amp=False")
+        seconds = time.perf_counter() - start
+        self.scheduler.step()
+        return {"epoch": self.epoch + 1, "elbo": elbo_sum / max(n_seen, 1), "loss": -elbo_sum / max(n_seen, 1),
+                "kl": (kl_sum / max(n_seen, 1)).tolist(), "beta": beta, "lr": self.optimizer.param_groups[0]["lr"],
+                "skipped": skipped, "seconds": seconds, "images_per_s": n_seen / seconds}
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Train to `train_config.epochs`; Ctrl-C stops cleanly, keeping the last checkpoint."""
+        epochs = range(self.epoch, self.train_config.epochs)
+        bar = tqdm(epochs, desc="training", disable=not self.progress)
+        try:
+            for _ in bar:
+                record = self._train_epoch()
+                record["test_elbo"], record["test_kl"] = heldout_elbo(
+                    self.model, self.data.test_images, self.train_config.eval_seed)
+                self.epoch += 1
+                self.history.append(record)
+                if self.checkpoint_path is not None:
+                    save_checkpoint(self.checkpoint(), self.checkpoint_path)
+                bar.set_postfix(train_elbo=f"{record['elbo']:.1f}", test_elbo=f"{record['test_elbo']:.1f}")
+                if self.callback is not None:
+                    self.callback(record)
+        except KeyboardInterrupt:
+            where = f"; the checkpoint at {self.checkpoint_path} holds epoch {self.epoch}" if self.checkpoint_path else ""
+            print(f"Interrupted during epoch {self.epoch + 1}{where}. Returning the history so far.")
+        return self.history
