@@ -65,12 +65,14 @@ class MLPVAE(nn.Module):
         mean, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)
         return DiagonalGaussian(mean, soft_clamp(logvar))
 
-    def forward(self, x: Tensor, observed: Tensor | None = None) -> HVAEOutput:
+    def forward(self, x: Tensor, observed: Tensor | None = None, pixel_mask: Tensor | None = None) -> HVAEOutput:
+        """x: (B, 1, 28, 28); `pixel_mask` (1 = counts) restricts the reconstruction term."""
         posterior = self.posterior(x)
         z = posterior.sample()
         prior = DiagonalGaussian.standard_like(z)
         logits = self.decoder(z).view_as(x)
-        log_px = -sum_except_batch(F.binary_cross_entropy_with_logits(logits, x, reduction="none"))
+        pixel_log_prob = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        log_px = sum_except_batch(pixel_log_prob if pixel_mask is None else pixel_log_prob * pixel_mask)
         log_p, log_q = sum_except_batch(prior.log_prob(z)), sum_except_batch(posterior.log_prob(z))
         kl = sum_except_batch(posterior.kl(prior))
         return HVAEOutput(elbo=log_px - kl, recon=-log_px, kl=kl[:, None], log_weight=log_px + log_p - log_q,

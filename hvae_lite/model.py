@@ -237,17 +237,23 @@ class HVAE(nn.Module):
         h = upsample(h, IMAGE_SIZE)
         return h + self.out_block(h), stats
 
-    def forward(self, x: Tensor, observed: Tensor | None = None) -> HVAEOutput:
+    def forward(self, x: Tensor, observed: Tensor | None = None, pixel_mask: Tensor | None = None) -> HVAEOutput:
         """Inference and the ELBO. x: (B, 1, 28, 28); observed: (B, 1, 28, 28) mask, 1 = seen.
 
         A conditional model sees x * observed and the mask in its prior, and its reconstruction
-        term counts only the missing pixels (those it must impute).
+        term counts only the missing pixels (those it must impute). `pixel_mask` (1 = counts)
+        restricts the reconstruction term of any factorised model, e.g. to the observed pixels
+        for log p(x_observed), the missing ones being marginalised out.
         """
+        if pixel_mask is None and self.config.conditional:
+            pixel_mask = 1 - observed
+        elif pixel_mask is not None and self.head.autoregressive:
+            raise ValueError("an autoregressive head cannot marginalise pixels: its pixels depend on each other")
         features, stats = self.top_down(x.shape[0], self.bottom_up(x), observed_x=x, observed=observed)
         params = self.head.params(features, x)
         pixel_log_prob = self.head.pixel_log_prob(x, params)
-        if self.config.conditional:
-            pixel_log_prob = pixel_log_prob * (1 - observed)
+        if pixel_mask is not None:
+            pixel_log_prob = pixel_log_prob * pixel_mask
         log_px = sum_except_batch(pixel_log_prob)
         kl = torch.stack([s.kl for s in stats], dim=1)
         log_weight = log_px + sum(s.log_p - s.log_q for s in stats)

@@ -34,10 +34,11 @@ def training_loss(output: HVAEOutput, beta: float = 1.0, free_bits: float = 0.0)
 
 @torch.no_grad()
 def iwae_log_likelihood(model: HVAE, x: Tensor, k: int, chunk_size: int = 100,
-                        observed: Tensor | None = None) -> Tensor:
+                        observed: Tensor | None = None, pixel_mask: Tensor | None = None) -> Tensor:
     """IWAE-k estimate of log p(x) per example: log mean_k exp(log w_k). (B, 1, 28, 28) -> (B,).
 
-    The k samples are drawn in chunks of `chunk_size` copies of the batch and combined with a
+    `observed` and `pixel_mask` are passed to the model (see `HVAE.forward`): with a pixel mask
+    this estimates the marginal likelihood of the counted pixels only. The k samples are drawn in chunks of `chunk_size` copies of the batch and combined with a
     running logsumexp, so k = 1000 needs the memory of one chunk, not of all k.
     """
     if k < 1:
@@ -47,8 +48,9 @@ def iwae_log_likelihood(model: HVAE, x: Tensor, k: int, chunk_size: int = 100,
     while done < k:
         n = min(chunk_size, k - done)
         repeated = x.repeat(n, 1, 1, 1)  # (n*B, ...): sample j of example b sits at j*B + b
-        mask = None if observed is None else observed.repeat(n, 1, 1, 1)
-        log_w = model(repeated, mask).log_weight.view(n, x.shape[0])
+        def tile(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.repeat(n, 1, 1, 1)
+        log_w = model(repeated, tile(observed), tile(pixel_mask)).log_weight.view(n, x.shape[0])
         chunk_lse = torch.logsumexp(log_w, dim=0)
         total = chunk_lse if total is None else torch.logaddexp(total, chunk_lse)
         done += n
