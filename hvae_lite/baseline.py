@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .data import check_images
 from .distributions import DiagonalGaussian, soft_clamp, sum_except_batch
 from .model import HVAEOutput, LayerStats
 
@@ -67,6 +68,7 @@ class MLPVAE(nn.Module):
 
     def forward(self, x: Tensor, observed: Tensor | None = None, pixel_mask: Tensor | None = None) -> HVAEOutput:
         """x: (B, 1, 28, 28); `pixel_mask` (1 = counts) restricts the reconstruction term."""
+        check_images(x, binary=True, name="x")
         posterior = self.posterior(x)
         z = posterior.sample()
         prior = DiagonalGaussian.standard_like(z)

@@ -62,6 +62,7 @@ class HVAEConfig:
         return 1 + len(self.resolutions)
 
     def replace(self, **changes: Any) -> "HVAEConfig":
+        _check_field_names(changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,10 +70,16 @@ class HVAEConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "HVAEConfig":
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        _check_field_names(values)
         return cls(**values)
+
+
+def _check_field_names(values: dict[str, Any]) -> None:
+    """A typo in a field name is an error that lists the real names, never a silent default."""
+    names = [f.name for f in dataclasses.fields(HVAEConfig)]
+    unknown = set(values) - set(names)
+    if unknown:
+        raise ValueError(f"unknown config fields: {sorted(unknown)}; the fields are {names}")
 
 
 def parse_latent_spec(spec: str) -> list[tuple[int, int]]:

@@ -56,6 +56,11 @@ class DataSplit:
     test_labels: Tensor
     source: str  # "embedded" or "full"
 
+    def subset(self, n_train: int | None = None, n_test: int | None = None) -> "DataSplit":
+        """The first n_train training and n_test held-out digits (None: all of them), for quick runs."""
+        return DataSplit(self.train_images[:n_train], self.train_labels[:n_train],
+                         self.test_images[:n_test], self.test_labels[:n_test], self.source)
+
 
 def _to_split(train_x, train_y, test_x, test_y, source: str) -> DataSplit:
     """uint8/float arrays in 0..255, (N, 784) or (N, 28, 28) -> DataSplit."""

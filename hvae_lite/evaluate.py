@@ -122,6 +122,9 @@ def clustering_accuracy(assignments: Tensor | np.ndarray, labels: Tensor | np.nd
     assignments, labels = np.asarray(assignments), np.asarray(labels)
     if assignments.shape != labels.shape or assignments.ndim != 1 or len(labels) == 0:
         raise ValueError(f"need two equal-length 1-D arrays, got {assignments.shape} and {labels.shape}")
+    for name, values in (("assignments", assignments), ("labels", labels)):
+        if values.dtype.kind not in "iu" or values.min() < 0:
+            raise ValueError(f"{name} must be non-negative integers (cluster and class indices)")
     n_clusters, n_labels = assignments.max() + 1, labels.max() + 1
     counts = np.zeros((n_clusters, n_labels), dtype=np.int64)
     np.add.at(counts, (assignments, labels), 1)

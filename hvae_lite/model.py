@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from .blocks import LEAK, Branch, downsample, gaussian_head, upsample
 from .config import IMAGE_SIZE, HVAEConfig
+from .data import check_images
 from .distributions import DiagonalGaussian, MixturePrior, soft_clamp, sum_except_batch
 from .likelihoods import OutputHead
 
@@ -245,7 +246,12 @@ class HVAE(nn.Module):
         restricts the reconstruction term of any factorised model, e.g. to the observed pixels
         for log p(x_observed), the missing ones being marginalised out.
         """
+        check_images(x, binary=self.config.likelihood == "bernoulli", name="x")
+        if observed is not None:
+            check_images(observed, binary=True, name="observed")
         if pixel_mask is None and self.config.conditional:
+            if observed is None:
+                raise ValueError("a conditional (imputation) model needs the image and its observed-pixel mask")
             pixel_mask = 1 - observed
         elif pixel_mask is not None and self.head.autoregressive:
             raise ValueError("an autoregressive head cannot marginalise pixels: its pixels depend on each other")

@@ -50,7 +50,13 @@ class TrainConfig:
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' -> the best accelerator present (cuda, then mps), else the CPU."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError as error:
+            raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:1 or mps") from error
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU; use auto or cpu")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -81,6 +87,9 @@ class Trainer:
             eta_min=train_config.lr * train_config.lr_final_fraction)
         # One generator for the data order, binarisation and masks: its state is checkpointed.
         self.data_rng = torch.Generator().manual_seed(train_config.seed)
+        # The model's sampling noise comes from the global RNG. This run keeps its own copy of that
+        # state and restores it in fit(), so code run in between (another Trainer) changes nothing.
+        self.sampling_rng = self._global_rng_state()
         self.epoch, self.step, self.history = 0, 0, []
         self._step_fn = torch.compile(self._loss) if train_config.compile else self._loss
 
@@ -98,15 +107,17 @@ class Trainer:
         trainer.scheduler.T_max = max(1, train_config.epochs)
         trainer.epoch, trainer.step, trainer.history = ckpt.epoch, ckpt.step, list(ckpt.history)
         trainer.data_rng.set_state(ckpt.rng_state["data"])
-        torch.set_rng_state(ckpt.rng_state["torch"])
-        if "cuda" in ckpt.rng_state and torch.cuda.is_available():
-            torch.cuda.set_rng_state(ckpt.rng_state["cuda"])
+        trainer.sampling_rng = {k: v for k, v in ckpt.rng_state.items() if k != "data"}
         return trainer
 
-    def checkpoint(self) -> Checkpoint:
-        rng = {"data": self.data_rng.get_state(), "torch": torch.get_rng_state()}
+    def _global_rng_state(self) -> dict[str, torch.Tensor]:
+        rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
+        return rng
+
+    def checkpoint(self) -> Checkpoint:
+        rng = {"data": self.data_rng.get_state(), **self.sampling_rng}
         return Checkpoint(config=self.config, model_state=self.model.state_dict(),
                           train_config=self.train_config.to_dict(), history=self.history,
                           epoch=self.epoch, step=self.step, optimizer_state=self.optimizer.state_dict(),
@@ -166,12 +177,16 @@ class Trainer:
         """Train to `train_config.epochs`; Ctrl-C stops cleanly, keeping the last checkpoint."""
         epochs = range(self.epoch, self.train_config.epochs)
         bar = tqdm(epochs, desc="training", disable=not self.progress)
+        torch.set_rng_state(self.sampling_rng["torch"])
+        if "cuda" in self.sampling_rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(self.sampling_rng["cuda"])
         try:
             for _ in bar:
                 record = self._train_epoch()
                 record["test_elbo"], record["test_kl"] = heldout_elbo(
                     self.model, self.data.test_images, self.train_config.eval_seed)
                 self.epoch += 1
+                self.sampling_rng = self._global_rng_state()
                 self.history.append(record)
                 if self.checkpoint_path is not None:
                     save_checkpoint(self.checkpoint(), self.checkpoint_path)

@@ -1,0 +1,111 @@
+"""Held-out evaluation: metrics, active units, mixture assignments, clustering accuracy."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hvae_lite.config import get_preset
+from hvae_lite.evaluate import active_units, clustering_accuracy, evaluate, heldout_elbo, mixture_assignments
+from hvae_lite.model import HVAE
+from hvae_lite.objectives import bits_per_dim
+
+
+@pytest.fixture(scope="module")
+def grey_images(embedded):
+    return embedded.test_images[:12]
+
+
+def test_evaluate_fields_and_consistency(trained_tiny, grey_images):
+    metrics = evaluate(trained_tiny, grey_images, k=20, batch_size=5, chunk_size=8)
+    assert set(metrics) == {"n_images", "k", "elbo", "nll_iwae", "nll_iwae_stderr", "bits_per_dim",
+                            "kl_per_layer", "active_units"}
+    assert metrics["n_images"] == 12 and metrics["k"] == 20
+    assert metrics["elbo"] < 0 < metrics["nll_iwae"]
+    assert metrics["nll_iwae"] < -metrics["elbo"]  # IWAE-20 is a tighter bound than the ELBO
+    assert 0 < metrics["nll_iwae_stderr"] < metrics["nll_iwae"]
+    assert metrics["bits_per_dim"] == pytest.approx(bits_per_dim(metrics["nll_iwae"]))
+    assert len(metrics["kl_per_layer"]) == len(metrics["active_units"]) == trained_tiny.n_latent_layers
+    assert all(kl > -1e-4 for kl in metrics["kl_per_layer"])
+    # Seeded: the same call gives the same numbers, whatever the global RNG did in between.
+    torch.manual_seed(123)
+    assert evaluate(trained_tiny, grey_images, k=20, batch_size=5, chunk_size=8) == metrics
+
+
+@pytest.mark.filterwarnings("ignore:var\\(\\)")  # active units of one image: none
+def test_evaluate_stderr_of_one_image_is_nan_and_bad_images_raise(trained_tiny, grey_images):
+    assert math.isnan(evaluate(trained_tiny, grey_images[:1], k=2)["nll_iwae_stderr"])
+    with pytest.raises(ValueError, match="images must have shape"):
+        evaluate(trained_tiny, grey_images.view(-1, 784), k=2)
+
+
+def test_evaluate_conditional_model(grey_images):
+    torch.manual_seed(0)
+    model = HVAE(get_preset("tiny", conditional=True))
+    metrics = evaluate(model, grey_images[:4], k=3)
+    assert math.isfinite(metrics["nll_iwae"]) and metrics["nll_iwae"] > 0
+
+
+def test_heldout_elbo(trained_tiny, grey_images):
+    elbo, kl = heldout_elbo(trained_tiny, grey_images, batch_size=5)
+    assert isinstance(elbo, float) and elbo < 0 and len(kl) == trained_tiny.n_latent_layers
+    metrics = evaluate(trained_tiny, grey_images, k=1)
+    assert elbo == pytest.approx(metrics["elbo"], abs=5.0)  # both are one-sample ELBOs of the same images
+
+
+def test_active_units_counts_the_units_whose_posterior_mean_varies(digits):
+    torch.manual_seed(0)
+    model = HVAE(get_preset("tiny")).eval()
+    # A fresh model's zero-initialised heads make every conv posterior equal to its N(0, I) prior.
+    # Let only 3 of the 4 top units (and 1 of the 2 channels of the first map) read x.
+    with torch.no_grad():
+        model.top.posterior_head.weight[:3].mul_(1000)  # bottom-up features vary little at init
+        model.top.posterior_head.weight[3:].zero_()
+        model.top.posterior_head.bias.zero_()
+        model.layers[0].posterior_head.weight[0].normal_(0, 1.0)
+    counts = active_units(model, digits, batch_size=7)
+    assert counts[0] == 3
+    assert counts[1] == 7 * 7  # channel 0: one unit per position of the 7x7 map
+    assert counts[2:] == [0] * (model.n_latent_layers - 2)
+    assert active_units(model, digits, threshold=1e9) == [0] * model.n_latent_layers
+
+
+def test_mixture_assignments(digits, trained_tiny):
+    torch.manual_seed(0)
+    model = HVAE(get_preset("tiny", top_prior="mixture", mixture_components=3)).eval()
+    assignments = mixture_assignments(model, digits, batch_size=5)
+    assert assignments.shape == (16,) and assignments.dtype == torch.long
+    assert 0 <= assignments.min() and assignments.max() < 3
+    z = model.encode_top(digits).mean
+    assert torch.equal(assignments, model.top.mixture.responsibilities(z).argmax(1))
+    with pytest.raises(ValueError, match="no mixture prior"):
+        mixture_assignments(trained_tiny, digits)
+
+
+def test_clustering_accuracy_perfect_under_any_permutation():
+    labels = np.repeat(np.arange(10), 5)
+    permutation = np.random.default_rng(0).permutation(10)
+    assert clustering_accuracy(permutation[labels], labels) == 1.0
+    assert clustering_accuracy(torch.as_tensor(permutation[labels]), torch.as_tensor(labels)) == 1.0
+
+
+def test_clustering_accuracy_known_confusion():
+    # clusters x labels counts: c0 = (2, 1), c1 = (0, 2), c2 = (0, 1). Best match c0->0, c1->1: 4 of 6.
+    assignments = [0, 0, 0, 1, 1, 2]
+    labels = [0, 0, 1, 1, 1, 1]
+    assert clustering_accuracy(assignments, labels) == pytest.approx(4 / 6)
+    # One cluster for everything: only its best label counts.
+    assert clustering_accuracy([0] * 6, labels) == pytest.approx(4 / 6)
+    assert clustering_accuracy([0, 1, 2, 3, 4, 5], labels) == pytest.approx(2 / 6)
+
+
+@pytest.mark.parametrize("assignments, labels, message", [
+    ([0, 1], [0, 1, 1], "equal-length 1-D"),
+    ([[0, 1]], [[0, 1]], "equal-length 1-D"),
+    ([], [], "equal-length 1-D"),
+    ([0, -1], [0, 1], "non-negative integers"),
+    ([0.5, 1.0], [0, 1], "non-negative integers"),
+])
+def test_clustering_accuracy_bad_input(assignments, labels, message):
+    with pytest.raises(ValueError, match=message):
+        clustering_accuracy(assignments, labels)
