@@ -1,0 +1,89 @@
+"""Student notebooks generated from the solution notebooks (the nbgrader convention, without nbgrader).
+
+In a solution notebook's code cells the answer sits between `### BEGIN SOLUTION` and
+`### END SOLUTION`; the student copy has `raise NotImplementedError()` there instead, at the
+same indentation, and no outputs. nbgrader's ClearSolutions does the same, but nbgrader would
+add a grading database, the Notebook 7 app and JupyterLab extensions to the kit for this one step.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = "raise NotImplementedError()"
+EXERCISES_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "exercises"
+SOLUTIONS_DIR, STUDENT_DIR = EXERCISES_DIR / "solutions", EXERCISES_DIR / "student"
+
+
+def clear_solutions(source: str) -> str:
+    """Replace every BEGIN/END SOLUTION region (marker lines included) by an indented stub."""
+    lines, inside = [], False
+    for number, line in enumerate(source.splitlines(), start=1):
+        marker = line.strip()
+        if marker == BEGIN:
+            if inside:
+                raise ValueError(f"line {number}: {BEGIN} inside another solution region")
+            inside = True
+            lines.append(line[: len(line) - len(line.lstrip())] + STUB)
+        elif marker == END:
+            if not inside:
+                raise ValueError(f"line {number}: {END} without a {BEGIN}")
+            inside = False
+        elif not inside:
+            lines.append(line)
+    if inside:
+        raise ValueError(f"a {BEGIN} is never closed")
+    return "\n".join(lines)
+
+
+def strip_markers(source: str) -> str:
+    """The solution as a student would write it: the marker lines removed, the answer kept."""
+    return "\n".join(line for line in source.splitlines() if line.strip() not in (BEGIN, END))
+
+
+def student_notebook(solution: NotebookNode) -> NotebookNode:
+    """A copy of a solution notebook with its answers cleared and every output removed."""
+    student = copy.deepcopy(solution)
+    for cell in student.cells:
+        if cell.cell_type == "code":
+            cell.source = clear_solutions(cell.source)
+            cell.outputs, cell.execution_count = [], None
+        elif BEGIN in cell.source:
+            raise ValueError("solution markers belong in code cells only")
+    return student
+
+
+def solution_paths(solutions_dir: Path = SOLUTIONS_DIR) -> list[Path]:
+    return sorted(solutions_dir.glob("*.ipynb"))
+
+
+def generate(solutions_dir: Path = SOLUTIONS_DIR, student_dir: Path = STUDENT_DIR) -> list[Path]:
+    """Write one student notebook per solution notebook; returns the paths written."""
+    student_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in solution_paths(solutions_dir):
+        target = student_dir / path.name
+        nbformat.write(student_notebook(nbformat.read(path, as_version=4)), target)
+        written.append(target)
+    return written
+
+
+def stale_notebooks(solutions_dir: Path = SOLUTIONS_DIR, student_dir: Path = STUDENT_DIR) -> list[str]:
+    """Names of student notebooks that are missing, extra, or whose cells differ from a fresh generation."""
+    expected = {path.name: path for path in solution_paths(solutions_dir)}
+    present = {path.name for path in student_dir.glob("*.ipynb")}
+    stale = sorted((present - set(expected)) | (set(expected) - present))
+    for name in sorted(set(expected) & present):
+        fresh = student_notebook(nbformat.read(expected[name], as_version=4))
+        committed = nbformat.read(student_dir / name, as_version=4)
+        if _cells(fresh) != _cells(committed):
+            stale.append(name)
+    return stale
+
+
+def _cells(notebook: NotebookNode) -> list[tuple[str, str, int]]:
+    return [(cell.cell_type, cell.source, len(cell.get("outputs", []))) for cell in notebook.cells]

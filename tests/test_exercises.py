@@ -1,0 +1,371 @@
+"""Exercises: checkers pass the reference answers and explain wrong ones; references agree with the
+kit; the student notebooks are generated from the solution notebooks and are up to date."""
+import inspect
+import math
+import re
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from nbclient import NotebookClient
+from torch.distributions import Normal, kl_divergence
+
+from hvae_lite.blocks import MaskedConv2d
+from hvae_lite.config import get_preset
+from hvae_lite.distributions import DiagonalGaussian, soft_clamp
+from hvae_lite.evaluate import clustering_accuracy as kit_clustering_accuracy
+from hvae_lite.exercises import CHECKERS, CheckResult
+from hvae_lite.exercises import reference as ref
+from hvae_lite.exercises.__main__ import main
+from hvae_lite.exercises.notebooks import (BEGIN, END, SOLUTIONS_DIR, STUB, STUDENT_DIR, clear_solutions,
+                                           solution_paths, stale_notebooks, strip_markers, student_notebook)
+from hvae_lite.impute import impute_iterative
+from hvae_lite.model import HVAE
+from hvae_lite.objectives import iwae_log_likelihood
+
+
+# --- typical wrong answers, written as a student would, with the words the feedback must contain ---
+
+def _naive_iwae(log_w):
+    return torch.log(torch.exp(log_w).mean(0))
+
+
+def _purity(assignments, labels):
+    a, t = np.asarray(assignments), np.asarray(labels)
+    return sum(np.bincount(t[a == c]).max() for c in np.unique(a)) / len(t)
+
+
+def _imputation_with(fill):
+    def step(model, x, observed):
+        with torch.no_grad():
+            probs = torch.sigmoid(model(x).params)
+        return observed * x + (1 - observed) * fill(probs)
+    return step
+
+
+WRONG_ANSWERS = {
+    "reparameterize": [
+        (lambda m, lv, e: m + torch.exp(lv) * e, "variance exp(logvar)"),
+        (lambda m, lv, e: (m + torch.exp(0.5 * lv) * e).detach(), "no gradient flows"),
+        (lambda m, lv, e: m + torch.exp(0.5 * lv) * torch.randn_like(m), "use the `eps` argument"),
+        (lambda m, lv, e: m.numpy() + np.exp(0.5 * lv.numpy()) * e.numpy(), "should be a torch tensor"),
+    ],
+    "gaussian_kl": [
+        (lambda mq, lq, mp, lp: (0.5 * (lp.exp() - lq.exp() + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1))
+         .flatten(1).sum(1), "variance where the log-variance belongs"),
+        (lambda mq, lq, mp, lp: 0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1),
+         "Sum the KL over every dimension except the batch"),
+        (lambda mq, lq, mp, lp: (0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1)).sum(1),
+         "expected (B,) = (2,), got (2, 4, 4)"),
+        (lambda mq, lq, mp, lp: ref.gaussian_kl(mp, lp, mq, lq), "KL(p || q)"),
+        (lambda mq, lq, mp, lp: (0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp()) - 1).flatten(1).sum(1),
+         "negative"),
+    ],
+    "bernoulli_elbo": [
+        (lambda lg, x, kl: -F.binary_cross_entropy_with_logits(lg, x, reduction="none").flatten(1).sum(1)
+         + kl.sum(1), "subtracted, not added"),
+        (lambda lg, x, kl: (x * torch.log(torch.sigmoid(lg)) + (1 - x) * torch.log(1 - torch.sigmoid(lg)))
+         .flatten(1).sum(1) - kl.sum(1), "binary_cross_entropy_with_logits"),
+        (lambda lg, x, kl: -F.binary_cross_entropy_with_logits(lg, x) - kl.sum(1).mean(), "wrong shape"),
+        (lambda lg, x, kl: -ref.bernoulli_elbo(lg, x, kl), "the loss"),
+    ],
+    "iwae_bound": [
+        (lambda log_w: log_w.mean(0), "that is the ELBO"),
+        (_naive_iwae, "torch.logsumexp"),
+        (lambda log_w: torch.logsumexp(log_w, 1) - math.log(log_w.shape[1]), "expected (B,) = (4,), got (5,)"),
+        (lambda log_w: torch.logsumexp(log_w, 0), "subtract log k"),
+    ],
+    "causal_mask": [
+        (lambda k, t: ref.causal_mask(k, "B"), "includes the centre pixel"),
+        (lambda k, t: ref.causal_mask(k, t).T, "transposed"),
+        (lambda k, t: torch.cat([ref.causal_mask(k, t)[:k // 2 + 1], torch.ones(k - k // 2 - 1, k)]), "rows below"),
+    ],
+    "top_down_update": [
+        (lambda h, z, g: g(torch.cat([h, z], 1)), "alone"),
+        (lambda h, z, g: h + g(torch.cat([h, z], 0)), "concatenate h and z along the channel dimension"),
+    ],
+    "merge_step": [
+        (lambda h, b, m, r, head: (r(torch.cat([h, b, m], 1)), *head(r(torch.cat([h, b, m], 1))).chunk(2, 1)),
+         "alone"),
+        (lambda h, b, m, r, head: (m + r(torch.cat([h, b, m], 1)), *head(m).chunk(2, 1)), "old merge state"),
+        (lambda h, b, m, r, head: (lambda m2: (m2, *reversed(head(m2).chunk(2, 1))))(m + r(torch.cat([h, b, m], 1))),
+         "swapped"),
+        (lambda h, b, m, r, head: {"m": m}, "return three things"),
+    ],
+    "clustering_accuracy": [
+        (lambda a, t: float((np.asarray(a) == np.asarray(t)).mean()), "compared cluster ids with labels directly"),
+        (_purity, "one-to-one"),
+        (lambda a, t: 100 * ref.clustering_accuracy(a, t), "percentage"),
+    ],
+    "imputation_step": [
+        (_imputation_with(lambda probs: probs), "not 0 or 1"),
+        (_imputation_with(lambda probs: (probs > 0.5).float()), "do not follow the model's probabilities"),
+        (lambda model, x, observed: (1 - observed) * x + observed * torch.bernoulli(torch.sigmoid(model(x).params)),
+         "changed observed pixels"),  # the mask the wrong way round
+    ],
+}
+
+
+def _not_implemented(*args):
+    raise NotImplementedError()
+
+
+def test_every_exercise_has_a_checker_and_wrong_answers():
+    assert len(CHECKERS) >= 8
+    assert set(WRONG_ANSWERS) == set(CHECKERS) == set(ref.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_checker_passes_the_reference(name, capsys):
+    result = CHECKERS[name](getattr(ref, name))
+    assert isinstance(result, CheckResult)
+    assert result.passed, result.message
+    assert result.message.startswith("correct")
+    assert "[PASSED]" in capsys.readouterr().out  # a passing check says so plainly
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_checker_says_not_implemented(name, capsys):
+    result = CHECKERS[name](_not_implemented)
+    assert not result.passed
+    assert "not implemented yet" in result.message
+    assert "[NOT YET]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, wrong, hint", [(name, wrong, hint) for name, answers in WRONG_ANSWERS.items()
+                                               for wrong, hint in answers])
+def test_checker_explains_typical_mistakes(name, wrong, hint):
+    result = CHECKERS[name](wrong, quiet=True)
+    assert not result.passed
+    assert hint in result.message, result.message
+
+
+def _raises_value_error(*args):
+    raise ValueError("boom")
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+@pytest.mark.parametrize("answer, hint", [
+    (lambda *args: None, ""),
+    (lambda *args: "a string", ""),
+    (lambda: 0, "raised TypeError"),
+    (_raises_value_error, "raised ValueError"),
+    (lambda *args: torch.full((3,), float("nan")), ""),
+    (42, "pass your function itself"),
+    (lambda *args: undefined_name, "Did you run the cells above"),  # noqa: F821
+])
+def test_checker_never_raises(name, answer, hint):
+    result = CHECKERS[name](answer, quiet=True)
+    assert not result.passed
+    assert hint in result.message and len(result.message) > 20
+
+
+def test_checker_leaves_the_callers_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    CHECKERS["reparameterize"](ref.reparameterize, quiet=True)
+    assert torch.equal(torch.rand(3), expected)
+
+
+# --- the reference answers agree with the kit's own implementation ---
+
+def test_reparameterize_matches_kit_sampling():
+    mean, logvar = torch.randn(4, 3), torch.randn(4, 3)
+    torch.manual_seed(1)
+    kit = DiagonalGaussian(mean, logvar).sample()
+    torch.manual_seed(1)
+    assert torch.allclose(ref.reparameterize(mean, logvar, torch.randn_like(mean)), kit)
+
+
+def test_gaussian_kl_matches_kit_and_torch():
+    q = DiagonalGaussian(torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4))
+    p = DiagonalGaussian(torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4))
+    ours = ref.gaussian_kl(q.mean, q.logvar, p.mean, p.logvar)
+    assert torch.allclose(ours, q.kl(p).flatten(1).sum(1), atol=1e-5)
+    as_normal = lambda g: Normal(g.mean, torch.exp(0.5 * g.logvar))  # noqa: E731
+    assert torch.allclose(ours, kl_divergence(as_normal(q), as_normal(p)).flatten(1).sum(1), atol=1e-4)
+
+
+def test_bernoulli_elbo_matches_model(tiny_model, digits):
+    out = tiny_model(digits)
+    assert torch.allclose(ref.bernoulli_elbo(out.params, digits, out.kl), out.elbo, atol=1e-3)
+
+
+def test_iwae_bound_matches_kit(tiny_model, digits):
+    x, k = digits[:4], 7
+    torch.manual_seed(2)
+    kit = iwae_log_likelihood(tiny_model, x, k, chunk_size=k)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        log_w = tiny_model(x.repeat(k, 1, 1, 1)).log_weight.view(k, len(x))
+    assert torch.allclose(ref.iwae_bound(log_w), kit, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [1, 3, 5, 7])
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+def test_causal_mask_matches_masked_conv(size, mask_type):
+    kit = MaskedConv2d(2, 3, size, mask_type).mask
+    assert torch.equal(kit, ref.causal_mask(size, mask_type).expand_as(kit))
+
+
+def _layer_with_random_heads(config):
+    torch.manual_seed(0)
+    model = HVAE(config)
+    layer = model.layers[0]
+    with torch.no_grad():  # the heads start at zero, which would make any merge state look right
+        layer.posterior_head.weight.normal_(0, 0.3)
+    return model, layer
+
+
+def test_top_down_update_matches_latent_layer():
+    model, layer = _layer_with_random_heads(get_preset("tiny"))
+    width, res = model.config.width, layer.resolution
+    h, z = torch.randn(2, width, res, res), torch.randn(2, model.config.latent_channels, res, res)
+    with torch.no_grad():
+        kit_h, _, _ = layer(h, None, None, None, 1.0, forced=z)
+        assert torch.allclose(ref.top_down_update(h, z, layer.update), kit_h, atol=1e-6)
+
+
+def test_merge_step_matches_latent_layer():
+    model, layer = _layer_with_random_heads(get_preset("tiny", posterior="direct"))
+    width, res = model.config.width, layer.resolution
+    h, b, m = (torch.randn(2, width, res, res) for _ in range(3))
+    z = torch.randn(2, model.config.latent_channels, res, res)
+    with torch.no_grad():
+        _, kit_m, stats = layer(h, m, b, None, 1.0, forced=z)
+        m_new, mean, logvar = ref.merge_step(h, b, m, layer.merge, layer.posterior_head)
+    assert torch.allclose(m_new, kit_m, atol=1e-6)
+    assert torch.allclose(mean, stats.posterior.mean, atol=1e-6)
+    assert torch.allclose(soft_clamp(logvar), stats.posterior.logvar, atol=1e-6)  # the kit bounds logvar
+
+
+@pytest.mark.parametrize("n_clusters, n_labels", [(10, 10), (15, 10), (3, 10), (1, 1)])
+def test_clustering_accuracy_matches_kit(n_clusters, n_labels):
+    rng = np.random.default_rng(n_clusters)
+    assignments, labels = rng.integers(0, n_clusters, 300), rng.integers(0, n_labels, 300)
+    assert ref.clustering_accuracy(assignments, labels) == pytest.approx(kit_clustering_accuracy(assignments, labels))
+
+
+def test_imputation_step_is_one_step_of_kit_imputation(trained_tiny, digits):
+    observed = torch.ones_like(digits[:4])
+    observed[..., 10:18, :] = 0
+    kit = impute_iterative(trained_tiny, digits[:4], observed, n_steps=1, seed=3)[:, 0]
+    torch.manual_seed(3)  # the kit starts the missing pixels as coin flips, then takes one step
+    start = observed * digits[:4] + (1 - observed) * torch.bernoulli(torch.full_like(digits[:4], 0.5))
+    assert torch.equal(ref.imputation_step(trained_tiny, start, observed), kit)
+
+
+# --- the notebooks: one source (the solutions), the student copies generated and up to date ---
+
+def test_clear_solutions_keeps_indentation_and_everything_outside():
+    source = f"def f(x):\n    '''doc'''\n    {BEGIN}\n    y = x + 1\n    return y\n    {END}\n\n{BEGIN}\nz = 1\n{END}\nprint(2)"
+    assert clear_solutions(source) == f"def f(x):\n    '''doc'''\n    {STUB}\n\n{STUB}\nprint(2)"
+    assert strip_markers(source) == "def f(x):\n    '''doc'''\n    y = x + 1\n    return y\n\nz = 1\nprint(2)"
+    assert clear_solutions("a = 1") == "a = 1"
+
+
+@pytest.mark.parametrize("source", [f"{BEGIN}\nx = 1", f"x = 1\n{END}", f"{BEGIN}\n{BEGIN}\n{END}"])
+def test_clear_solutions_rejects_unbalanced_markers(source):
+    with pytest.raises(ValueError):
+        clear_solutions(source)
+
+
+def _solutions():
+    return {path.name: nbformat.read(path, as_version=4) for path in solution_paths()}
+
+
+def _answer_cells(notebook):
+    """{function name: cell source} for the cells holding an answer."""
+    return {re.search(r"^def (\w+)", cell.source, re.M).group(1): cell.source
+            for cell in notebook.cells if cell.cell_type == "code" and BEGIN in cell.source}
+
+
+def test_committed_student_notebooks_are_up_to_date():
+    assert len(solution_paths()) >= 3
+    assert stale_notebooks() == [], "run: python -m hvae_lite.exercises generate"
+
+
+def test_solution_answers_are_the_package_references():
+    answers = {}
+    for notebook in _solutions().values():
+        answers.update(_answer_cells(notebook))
+    assert set(answers) == set(CHECKERS)
+    for name, source in answers.items():
+        assert strip_markers(source) == inspect.getsource(getattr(ref, name)).rstrip("\n"), name
+
+
+def test_every_answer_is_followed_by_its_check_and_notebooks_have_no_outputs():
+    for name, notebook in _solutions().items():
+        sources = [cell.source for cell in notebook.cells]
+        for function in _answer_cells(notebook):
+            assert f"{CHECKERS[function].__name__}({function});" in sources, (name, function)
+        parameters = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(parameters) == 1 and "HVAE_LITE_FAST" in parameters[0].source, name
+        student = nbformat.read(STUDENT_DIR / name, as_version=4)
+        for cell in notebook.cells + student.cells:
+            assert not cell.get("outputs") and cell.get("execution_count") is None, name
+
+
+def test_student_stubs_fail_their_checks():
+    for name in sorted(_solutions()):
+        student = nbformat.read(STUDENT_DIR / name, as_version=4)
+        for function, source in _answer_cells(_solutions()[name]).items():
+            stub = student.cells[[c.source for c in _solutions()[name].cells].index(source)].source
+            assert STUB in stub and BEGIN not in stub
+            namespace = {}
+            exec(stub, namespace)  # noqa: S102 - our own generated notebook
+            result = CHECKERS[function](namespace[function], quiet=True)
+            assert not result.passed and "not implemented yet" in result.message
+
+
+@pytest.mark.parametrize("folder, verdict", [(STUDENT_DIR, "[NOT YET] "), (SOLUTIONS_DIR, "[PASSED] ")],
+                         ids=["student", "solutions"])
+def test_notebooks_run_through_their_checks(folder, verdict, tmp_path, monkeypatch):
+    """Every cell runs and each check cell reports: "not implemented yet" in a student notebook, a
+    pass in a solution notebook. The notebooks run one after the other in one kernel (a kernel
+    start costs seconds), the namespace reset between them; their closing demonstrations are
+    left out (nbval runs them)."""
+    combined, n_answers = nbformat.v4.new_notebook(), 0
+    for name, solution in _solutions().items():
+        cells = nbformat.read(folder / name, as_version=4).cells
+        last_check = max(i for i, cell in enumerate(cells) if cell.source.startswith("check_"))
+        combined.cells += [nbformat.v4.new_code_cell("%reset -f"), *cells[:last_check + 1]]  # a fresh namespace
+        n_answers += len(_answer_cells(solution))
+    monkeypatch.setenv("PYTHONPATH", str(SOLUTIONS_DIR.parents[2]))
+    NotebookClient(combined, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    reports = [out.text for cell in combined.cells for out in cell.get("outputs", []) if "text" in out]
+    assert len(reports) == n_answers == len(CHECKERS)
+    assert all(text.startswith(verdict) for text in reports), reports
+    if folder == STUDENT_DIR:
+        assert all("not implemented yet" in text for text in reports)
+
+
+def test_generate_command_writes_and_checks(tmp_path):
+    solutions, student = tmp_path / "solutions", tmp_path / "student"
+    solutions.mkdir()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"def f():\n    {BEGIN}\n    return 1\n    {END}")])
+    nbformat.write(notebook, solutions / "a.ipynb")
+    args = ["generate", "--solutions", str(solutions), "--student", str(student)]
+    assert main(args + ["--check"]) == 1  # nothing generated yet
+    assert main(args) == 0
+    assert nbformat.read(student / "a.ipynb", as_version=4).cells[0].source == f"def f():\n    {STUB}"
+    assert main(args + ["--check"]) == 0
+    notebook.cells[0].source = notebook.cells[0].source.replace("return 1", "return 2\n    # changed")
+    nbformat.write(notebook, solutions / "a.ipynb")
+    assert main(args + ["--check"]) == 0  # the answer changed but the student copy did not
+    notebook.cells.append(nbformat.v4.new_markdown_cell("new text"))
+    nbformat.write(notebook, solutions / "a.ipynb")
+    assert main(args + ["--check"]) == 1
+
+
+def test_student_notebook_copy_drops_outputs():
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"{BEGIN}\nx = 1\n{END}")])
+    notebook.cells[0].outputs = [nbformat.v4.new_output("stream", text="1")]
+    notebook.cells[0].execution_count = 3
+    cell = student_notebook(notebook).cells[0]
+    assert (cell.source, cell.outputs, cell.execution_count) == (STUB, [], None)
+    assert notebook.cells[0].outputs  # the solution itself is not modified
