@@ -1,0 +1,88 @@
+"""What a trained model has learnt, as tensors: layer-by-layer resampling, samples per mixture
+component, a 2-D map of the top latents. plots.py draws them; widgets.py puts controls on them."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from .data import iterate_minibatches
+from .model import HVAE
+
+
+@contextmanager
+def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the block with the global RNG seeded to `seed`, restoring the caller's RNG afterwards,
+    so the same controls always give the same figure. seed=None: leave the RNG alone."""
+    if seed is None:
+        yield
+        return
+    device = torch.device(device)
+    accelerator = [] if device.type == "cpu" else [device]
+    with torch.random.fork_rng(devices=accelerator, device_type=device.type if accelerator else "cuda"):
+        torch.manual_seed(seed)
+        yield
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def layer_resamples(model: HVAE, x: Tensor, keeps: Sequence[int], n_samples: int = 8,
+                    temperature: float = 1.0, seed: int | None = 0) -> Tensor:
+    """For each k in `keeps`, keep the posterior latents of the top k layers of each image and
+    sample the layers below from the prior at `temperature`.
+
+    x: (B, 1, 28, 28) -> (len(keeps), B, n_samples, 1, 28, 28) pixel probabilities (factorised
+    heads; an autoregressive head draws binary pixels). k = 0 gives prior samples, k = L
+    reconstructions (posterior samples of every layer).
+    """
+    device = model_device(model)
+    x = x.to(device)
+    model.eval()
+    rows = []
+    with seeded(seed, device):
+        repeated = x.repeat_interleave(n_samples, dim=0)  # (B * S, ...): sample s of image b at b*S + s
+        for keep in keeps:
+            rows.append(model.resample_below(repeated, keep, temperature).view(x.shape[0], n_samples, *x.shape[1:]))
+    return torch.stack(rows).cpu()
+
+
+@torch.no_grad()
+def component_samples(model: HVAE, n_per_component: int = 8, temperature: float = 1.0,
+                      seed: int | None = 0, components: Sequence[int] | None = None) -> Tensor:
+    """Samples whose top latent comes from each mixture component (default: all of them), as
+    pixel probabilities: (len(components), n, 1, 28, 28). Component c is drawn with seed + c,
+    so its samples do not depend on which other components are asked for."""
+    if model.top.mixture is None:
+        raise ValueError("this model has no mixture prior on its top latent (use the 'mixture' preset)")
+    model.eval()
+    device = model_device(model)
+    if components is None:
+        components = range(model.top.mixture.means.shape[0])
+    rows = []
+    for c in components:
+        with seeded(None if seed is None else seed + c, device):
+            rows.append(model.sample(n_per_component, temperature, component=c))
+    return torch.stack(rows).cpu()
+
+
+@torch.no_grad()
+def top_latent_embedding(model: HVAE, images: Tensor, batch_size: int = 500) -> Tensor:
+    """A 2-D map of the top latent: posterior means q(z_0 | x) projected on their two principal axes.
+
+    images: (N, 1, 28, 28) -> (N, 2). Exact (SVD, no random projection), with each axis's sign
+    fixed so the same model always gives the same picture.
+    """
+    model.eval()
+    device = model_device(model)
+    means = torch.cat([model.encode_top(batch.to(device)).mean.cpu()
+                       for batch in iterate_minibatches(images, batch_size, shuffle=False)])
+    centred = means.double() - means.double().mean(0)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    axes = vh[:2].T                                               # (D, 2)
+    axes = axes * torch.sign(axes[axes.abs().argmax(0), [0, 1]])  # largest loading positive
+    return (centred @ axes).float()

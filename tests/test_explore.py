@@ -1,0 +1,63 @@
+"""Tests for hvae_lite.explore: layer resampling, samples per component, the top-latent map."""
+import pytest
+import torch
+
+from hvae_lite.config import get_preset
+from hvae_lite.explore import component_samples, layer_resamples, seeded, top_latent_embedding
+from hvae_lite.model import HVAE
+
+
+@pytest.fixture(scope="module")
+def mixture_model():
+    torch.manual_seed(0)
+    return HVAE(get_preset("tiny", top_prior="mixture", mixture_components=3)).eval()
+
+
+def test_seeded_repeats_draws_and_restores_the_rng():
+    torch.manual_seed(1)
+    with seeded(7):
+        a = torch.rand(4)
+    after = torch.rand(2)
+    with seeded(7):
+        b = torch.rand(4)
+    torch.manual_seed(1)
+    assert torch.equal(a, b) and torch.equal(torch.rand(2), after)
+
+
+def test_layer_resamples_shapes_and_ends(trained_tiny, digits):
+    x = digits[:2]
+    n_layers = trained_tiny.n_latent_layers
+    samples = layer_resamples(trained_tiny, x, [0, n_layers], n_samples=3, seed=0)
+    assert samples.shape == (2, 2, 3, 1, 28, 28)
+    assert ((samples >= 0) & (samples <= 1)).all()
+    # keep = all layers is the reconstruction path: every latent from the posterior.
+    with seeded(0):  # the first keep (0) draws first; redo it so the RNG stream matches
+        trained_tiny.resample_below(x.repeat_interleave(3, 0), 0)
+        features, _ = trained_tiny.top_down(6, trained_tiny.bottom_up(x.repeat_interleave(3, 0)))
+        reconstruction = trained_tiny.head.sample(features, binary=False)
+    assert torch.allclose(samples[1].reshape(6, 1, 28, 28), reconstruction)
+    # Keeping every layer pins each digit down far more than keeping none.
+    spread = samples.var(dim=2).mean(dim=(1, 2, 3, 4))
+    assert spread[1] < spread[0]
+    assert torch.equal(samples, layer_resamples(trained_tiny, x, [0, n_layers], n_samples=3, seed=0))
+
+
+def test_component_samples(mixture_model):
+    all_components = component_samples(mixture_model, n_per_component=2, seed=0)
+    assert all_components.shape == (3, 2, 1, 28, 28)
+    one = component_samples(mixture_model, n_per_component=2, seed=0, components=[1])
+    assert torch.equal(one[0], all_components[1])  # a component's samples do not depend on the others
+    assert not torch.equal(all_components[0], all_components[1])
+
+
+def test_component_samples_needs_a_mixture(tiny_model):
+    with pytest.raises(ValueError, match="mixture"):
+        component_samples(tiny_model)
+
+
+def test_top_latent_embedding_is_deterministic_pca(trained_tiny, digits):
+    points = top_latent_embedding(trained_tiny, digits, batch_size=5)
+    assert points.shape == (16, 2)
+    assert torch.allclose(points.mean(0), torch.zeros(2), atol=1e-5)
+    assert points[:, 0].var() >= points[:, 1].var()  # the first axis carries the most variance
+    assert torch.allclose(points, top_latent_embedding(trained_tiny, digits), atol=1e-5)

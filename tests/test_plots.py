@@ -1,0 +1,94 @@
+"""Tests for hvae_lite.plots: pure functions that return Figures, drawn headless."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from hvae_lite import plots
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _images(*shape, seed=0):
+    return torch.rand(*shape, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+def test_image_grid_and_kl_per_layer_still_work():
+    assert len(plots.image_grid(_images(5), ncols=3).axes) == 6
+    fig = plots.kl_per_layer([3.0, 1.0, 0.5])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["z0 (top)", "z1", "z2"]
+
+
+def test_training_curves_plots_each_epoch_and_layer():
+    history = [{"epoch": e, "elbo": -100.0 + e, "test_elbo": -105.0 + e, "kl": [1.0, 2.0, 3.0],
+                "test_kl": [1.0 * e, 2.0, 3.0]} for e in (1, 2, 3)]
+    fig = plots.training_curves(history)
+    ax_elbo, ax_kl = fig.axes
+    assert [list(line.get_ydata()) for line in ax_elbo.lines] == [[-99.0, -98.0, -97.0], [-104.0, -103.0, -102.0]]
+    assert len(ax_kl.lines) == 3 and list(ax_kl.lines[0].get_ydata()) == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="empty"):
+        plots.training_curves([])
+
+
+def test_active_units_bar_heights():
+    fig = plots.active_units_bar([5, 0, 12], units_per_layer=[32, 196, 196])
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights == [32, 196, 196, 5, 0, 12]
+
+
+def test_layer_resample_grid_layout():
+    samples, originals = _images(3, 2, 4), _images(2, seed=1)
+    fig = plots.layer_resample_grid(samples, [0, 2, 5], originals, title="t")
+    assert len(fig.axes) == 3 * 2 * 5  # rows: keeps; columns: (original + 4 samples) per digit
+    shown = fig.axes[1].images[0].get_array()  # row 0, digit 0, first sample
+    assert np.allclose(shown, samples[0, 0, 0, 0].numpy())
+    assert [t.get_text() for ax in fig.axes for t in ax.texts] == ["k=0", "k=2", "k=5"]
+    with pytest.raises(ValueError, match="keep values"):
+        plots.layer_resample_grid(samples, [0, 1])
+
+
+def test_component_samples_one_row_per_component():
+    fig = plots.component_samples(_images(4, 3))
+    assert len(fig.axes) == 12
+    assert [t.get_text() for ax in fig.axes for t in ax.texts] == ["c=0", "c=1", "c=2", "c=3"]
+
+
+def test_embedding_scatter_one_series_per_label():
+    points = torch.randn(30, 2, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(30) % 3
+    fig = plots.embedding_scatter(points, labels)
+    collections = fig.axes[0].collections
+    assert len(collections) == 3
+    assert np.allclose(collections[1].get_offsets(), points[labels == 1].numpy())
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        plots.embedding_scatter(torch.randn(30, 3), labels)
+
+
+def test_imputation_grid_colours_missing_pixels():
+    x = torch.zeros(2, 1, 28, 28)
+    mask = torch.ones(2, 1, 28, 28)
+    mask[..., 14:, :] = 0
+    imputations = {"iterative": _images(2, 3), "conditional": _images(2, 2, seed=1)}
+    fig = plots.imputation_grid(x, mask, imputations)
+    assert len(fig.axes) == 2 * (2 + 3 + 2)
+    masked = fig.axes[1].images[0].get_array()  # (28, 28, 3)
+    assert np.allclose(masked[20, 5], plots.MISSING_COLOUR) and np.allclose(masked[5, 5], 0)
+    imputed = fig.axes[2].images[0].get_array()
+    assert np.allclose(imputed[5, 5], imputations["iterative"][0, 0, 0, 5, 5].item())  # observed: grey
+    assert not np.allclose(imputed[20, 5], imputed[20, 5].mean())  # an imputed pixel is tinted
+    assert [ax.get_title(loc="left") for ax in fig.axes[:7]] == ["original", "input", "iterative", "", "",
+                                                                 "conditional", ""]
+    assert len(_png(fig)) > 1000
+
+
+def test_training_curves_fall_back_to_training_kl():
+    history = [{"epoch": 1, "elbo": -100.0, "kl": [4.0, 1.0]}, {"epoch": 2, "elbo": -90.0, "kl": [5.0, 2.0]}]
+    ax_elbo, ax_kl = plots.training_curves(history).axes
+    assert len(ax_elbo.lines) == 1 and [list(line.get_ydata()) for line in ax_kl.lines] == [[4.0, 5.0], [1.0, 2.0]]
+    assert not ax_kl.get_title().startswith("held-out")
