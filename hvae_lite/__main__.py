@@ -1,4 +1,4 @@
-"""Command line: python -m hvae_lite train|evaluate|sample (the same models, no notebook needed)."""
+"""Command line: python -m hvae_lite train|evaluate|sample|report (the same models, no notebook needed)."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,7 @@ from .checkpoints import CheckpointError, load_checkpoint
 from .config import PRESETS, get_preset
 from .data import DataDownloadError, load_mnist
 from .evaluate import evaluate
+from .report import ReportError, parse_value, run_report
 from .train import TrainConfig, Trainer, TrainingDiverged, resolve_device
 
 
@@ -38,6 +39,9 @@ def _train_config_fields(args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> None:
     data = load_mnist(args.data, seed=args.split_seed)
+    if args.limit_train:
+        data = dataclasses.replace(data, train_images=data.train_images[: args.limit_train],
+                                   train_labels=data.train_labels[: args.limit_train])
     out = Path(args.out)
     if args.resume:
         trainer = Trainer.resume(out, data, epochs=args.epochs, progress=not args.quiet)
@@ -81,6 +85,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    files = run_report(args.out, {name: parse_value(value) for name, value in args.parameter},
+                       progress=not args.quiet)
+    print(f"wrote {files.notebook} and {files.html}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hvae_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="change a config field of the preset, e.g. --set width=48 (repeatable)")
     train.add_argument("--out", required=True, help="checkpoint path (.pt)")
     train.add_argument("--resume", action="store_true", help="continue the run saved at --out")
+    train.add_argument("--limit-train", type=int, default=0, metavar="N",
+                       help="train on the first N training images only (0: all), for quick trials")
     for name, kind in [("epochs", int), ("batch_size", int), ("lr", float), ("warmup_epochs", float),
                        ("free_bits", float), ("grad_clip", float), ("seed", int), ("device", str)]:
         train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
@@ -124,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", default="auto")
     sample.add_argument("--out", default="samples.png")
     sample.set_defaults(func=cmd_sample)
+
+    report = sub.add_parser("report", help="run notebooks/report.ipynb (papermill) into OUT/report.ipynb and "
+                                           "a self-contained OUT/report.html")
+    report.add_argument("--out", default="reports", help="output folder")
+    report.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="set a parameter of the report notebook, e.g. -p preset cpu -p epochs 5 (repeatable)")
+    report.add_argument("--quiet", action="store_true", help="no progress bar")
+    report.set_defaults(func=cmd_report)
     return parser
 
 
@@ -131,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CheckpointError, DataDownloadError, TrainingDiverged, ValueError) as error:
+    except (CheckpointError, DataDownloadError, ReportError, TrainingDiverged, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

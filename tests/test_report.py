@@ -1,0 +1,89 @@
+"""The report: papermill runs notebooks/report.ipynb, nbconvert writes a self-contained HTML page."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hvae_lite.report import REPO_ROOT, check_parameters, export_html, parse_value
+
+# A tag that makes a browser fetch something from the web: script src, link href, img src, CSS imports.
+EXTERNAL = re.compile(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*[\"']?(https?:)?//"
+                      r"|@import\s+(url\()?[\"']?(https?:)?//|url\([\"']?(https?:)?//", re.IGNORECASE)
+
+
+def run_report(out: Path, *parameters: str) -> subprocess.CompletedProcess:
+    """`python -m hvae_lite report` in fast mode, as a user would run it."""
+    env = dict(os.environ, HVAE_LITE_FAST="1", MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-m", "hvae_lite", "report", "--out", str(out), "--quiet", *parameters],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def fast_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return out, run_report(out)
+
+
+def test_fast_report_writes_notebook_and_html(fast_report):
+    out, result = fast_report
+    assert result.returncode == 0, result.stderr[-3000:]
+    notebook = nbformat.read(out / "report.ipynb", as_version=4)
+    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert (out / "report.html").stat().st_size > 0
+
+
+def test_html_embeds_its_figures_and_fetches_nothing(fast_report):
+    out, _ = fast_report
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64,", html)) >= 8  # every figure, inline
+    assert not EXTERNAL.search(html), EXTERNAL.search(html).group(0)
+
+
+def test_failing_cell_exits_nonzero_and_keeps_the_notebook(tmp_path):
+    result = run_report(tmp_path, "-p", "PRESET", "no-such-preset")
+    assert result.returncode != 0
+    assert "no-such-preset" in result.stderr
+    notebook = nbformat.read(tmp_path / "report.ipynb", as_version=4)  # kept for inspection
+    assert any(o.output_type == "error" for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_unknown_parameter_is_refused_before_running(tmp_path):
+    result = run_report(tmp_path, "-p", "EPOCS", "3")
+    assert result.returncode == 1
+    assert "EPOCS" in result.stderr and "EPOCHS" in result.stderr
+    assert not (tmp_path / "report.ipynb").exists()
+
+
+def test_check_parameters_knows_the_notebook_parameters():
+    check_parameters({"PRESET": "cpu", "DEPTH": 4, "AR": True, "EPOCHS": 2, "SEED": 1, "USE_CHECKPOINTS": False,
+                      "DATA": "embedded"})
+    with pytest.raises(ValueError, match="FAST"):
+        check_parameters({"FAST": True})  # fast mode comes from the environment, not a parameter
+
+
+def test_parse_value_reads_literals_else_strings():
+    assert parse_value("3") == 3 and parse_value("0.5") == 0.5
+    assert parse_value("True") is True and parse_value("None") is None
+    assert parse_value("no-td-path") == "no-td-path"
+
+
+def test_export_html_is_offline_even_with_maths_and_widgets(tmp_path):
+    """The template drops the CDN scripts nbconvert adds for MathJax, require.js and widgets."""
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    cell = nbformat.v4.new_code_cell("figure", outputs=[nbformat.v4.new_output(
+        "display_data", data={"image/png": png, "text/plain": "<Figure>"})])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("The ELBO $\\log p(x) \\ge 0$"), cell])
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
+                                                                                   "version_minor": 0}}
+    nbformat.write(notebook, tmp_path / "n.ipynb")
+    html = export_html(tmp_path / "n.ipynb", tmp_path / "n.html").read_text(encoding="utf-8")
+    assert f"data:image/png;base64,{png}" in html
+    assert "ELBO" in html
+    assert not EXTERNAL.search(html), EXTERNAL.search(html).group(0)
