@@ -1,0 +1,59 @@
+"""What the benchmark scripts share: the held-out metrics every model is scored with, and JSON output."""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hvae_lite.data import DataSplit
+from hvae_lite.evaluate import (
+    active_units, clustering_accuracy, evaluate, heldout_elbo, mixture_assignments, prepare_heldout,
+)
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# IWAE on a fixed subset: k = 500 on all 1,000 held-out digits is 500,000 forward passes, hours on 2 cores.
+IWAE_K, IWAE_IMAGES = 500, 32
+ELBO_SUBSET = 100  # the first 100 held-out digits, torch seed 0: a check a test can recompute in a second
+
+
+@torch.no_grad()
+def heldout_metrics(model: torch.nn.Module, data: DataSplit, k: int = IWAE_K,
+                    n_iwae: int = IWAE_IMAGES) -> dict[str, Any]:
+    """ELBO, KL per layer and active units on all held-out digits; IWAE-k NLL +- stderr on the
+    first `n_iwae`; clustering accuracy for a mixture prior. Fixed binarisation (seed 0), fp32."""
+    model.eval()
+    torch.manual_seed(0)
+    elbo, kl = heldout_elbo(model, data.test_images)
+    torch.manual_seed(0)
+    subset_elbo, _ = heldout_elbo(model, data.test_images[:ELBO_SUBSET])
+    metrics = {
+        "elbo": elbo, "n_elbo_images": len(data.test_images), "kl_per_layer": kl, "kl_total": sum(kl),
+        "active_units": active_units(model, prepare_heldout(model, data.test_images, 0)),
+        "elbo_subset": {"elbo": subset_elbo, "n_images": ELBO_SUBSET, "torch_seed": 0},
+        "iwae_k": k, "n_iwae_images": n_iwae if k else 0,
+    }
+    if k:  # k = 0: no IWAE (it costs k forward passes per image)
+        iwae = evaluate(model, data.test_images[:n_iwae], k=k, seed=0)
+        metrics.update(nll_iwae=iwae["nll_iwae"], nll_iwae_stderr=iwae["nll_iwae_stderr"],
+                       elbo_on_iwae_images=iwae["elbo"], bits_per_dim=iwae["bits_per_dim"])
+    if getattr(getattr(model, "top", None), "mixture", None) is not None:
+        assignments = mixture_assignments(model, prepare_heldout(model, data.test_images, 0))
+        metrics["clustering_accuracy"] = clustering_accuracy(assignments, data.test_labels)
+    return metrics
+
+
+def machine() -> dict[str, Any]:
+    """The machine a result was measured on."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "cuda": torch.cuda.is_available()}
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {path}")

@@ -1,0 +1,54 @@
+"""Smoke tests of the benchmark scripts in their --quick configuration (tiny models, a few digits)."""
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import quality  # noqa: E402
+import speed  # noqa: E402
+from hvae_lite.config import get_preset  # noqa: E402
+from hvae_lite.model import HVAE  # noqa: E402
+
+
+@pytest.mark.parametrize("overrides", [{}, {"ar_layers": 2}])
+def test_plain_loop_computes_the_kits_loss(overrides):
+    """The overhead ratio is only meaningful if both loops compute the same thing."""
+    torch.manual_seed(0)
+    model = HVAE(get_preset("tiny", **overrides))
+    x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))
+    torch.manual_seed(1)
+    kit = speed.kit_negative_elbo(model, x)
+    torch.manual_seed(1)
+    plain = speed.plain_negative_elbo(model, x)
+    torch.testing.assert_close(plain, kit)
+
+
+def test_quality_quick_writes_a_row_per_variant(tmp_path):
+    out = tmp_path / "quality.json"
+    result = quality.main(["--quick", "--only", "mlp-vae", "matryoshka", "depth-2", "--depths", "2",
+                           "--k", "3", "--n-iwae", "4", "--out", str(out), "--run-dir", str(tmp_path / "runs")])
+    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(result["rows"]))
+    rows = {row["variant"]: row for row in result["rows"]}
+    assert list(rows) == ["mlp-vae", "matryoshka", "depth-2"]
+    assert len(rows["mlp-vae"]["kl_per_layer"]) == 1
+    assert len(rows["matryoshka"]["kl_per_layer"]) == get_preset("tiny").n_latent_layers
+    assert len(rows["depth-2"]["active_units"]) == 3  # top vector + 2 maps
+    for row in rows.values():
+        assert math.isfinite(row["elbo"]) and row["elbo"] < 0
+        assert math.isfinite(row["nll_iwae"]) and row["nll_iwae_stderr"] > 0
+        assert row["epochs"] == 1
+
+
+def test_speed_quick_measures_every_column(tmp_path):
+    result = speed.main(["--quick", "--out", str(tmp_path / "speed.json")])
+    (row,) = result["rows"]
+    assert row["plain_loss_matches_kit"]
+    assert row["gflop_per_training_image"] > 0
+    for key in ("train_images_per_s_fp32", "train_images_per_s_bf16", "plain_train_images_per_s_fp32",
+                "iwae_images_per_s", "sampling_images_per_s", "peak_rss_mb_so_far"):
+        assert row[key] > 0, key
+    assert set(result["what_helps"]["iwae_images_per_s"]) == {"no_grad", "inference_mode"}

@@ -1,0 +1,117 @@
+"""Tests for hvae_lite.pretrained: fast training and its cache, shipped files and their checksums."""
+import json
+
+import pytest
+import torch
+
+from hvae_lite import pretrained
+from hvae_lite.checkpoints import CheckpointError, sha256_of
+from hvae_lite.data import load_mnist
+from hvae_lite.evaluate import heldout_elbo
+from hvae_lite.pretrained import (
+    CHECKPOINT_DIR, CHECKPOINT_NAMES, FAST_RECIPES, RECIPES, load_or_train, read_manifest, ship_checkpoint,
+)
+
+
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory):
+    """One fast-mode training of the default model into a private cache (a few seconds)."""
+    runs = tmp_path_factory.mktemp("runs")
+    empty = tmp_path_factory.mktemp("no_checkpoints")
+    checkpoint = load_or_train("matryoshka", fast=True, progress=False, checkpoint_dir=empty, runs_dir=runs)
+    return checkpoint, runs, empty
+
+
+def test_fast_mode_trains_the_tiny_recipe_and_caches_it(fast_run):
+    checkpoint, runs, empty = fast_run
+    assert checkpoint.config == FAST_RECIPES["matryoshka"].config
+    assert checkpoint.epoch == FAST_RECIPES["matryoshka"].train.epochs
+    assert (runs / "fast-matryoshka.pt").is_file()
+    again = load_or_train("matryoshka", fast=True, progress=False, checkpoint_dir=empty, runs_dir=runs)
+    assert again.history == checkpoint.history  # loaded from the cache, not retrained
+    for key, value in checkpoint.model_state.items():
+        assert torch.equal(again.model_state[key], value)
+
+
+def test_fast_mode_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("HVAE_LITE_FAST", "1")
+    assert pretrained.fast_mode() and not pretrained.fast_mode(False)
+    monkeypatch.setenv("HVAE_LITE_FAST", "0")
+    assert not pretrained.fast_mode() and pretrained.fast_mode(True)
+
+
+def test_unknown_name_is_refused():
+    with pytest.raises(ValueError, match="unknown checkpoint"):
+        load_or_train("resnet", fast=True)
+
+
+@pytest.mark.parametrize("name", CHECKPOINT_NAMES)
+def test_every_fast_recipe_builds_its_kind_of_model(name):
+    config = FAST_RECIPES[name].config
+    assert config.ar_layers > 0 if name == "matryoshka-ar" else config.ar_layers == 0
+    assert (config.top_prior == "mixture") == (name == "mixture")
+    assert config.conditional == (name == "imputation")
+    full = RECIPES[name].config
+    assert (full.ar_layers > 0, full.top_prior, full.conditional) == (
+        config.ar_layers > 0, config.top_prior, config.conditional)
+
+
+def test_recipe_command_is_the_cli_training_command():
+    command = RECIPES["matryoshka-ar"].command("runs/x.pt")
+    assert command[:4] == ["python", "-m", "hvae_lite", "train"]
+    assert command[command.index("--preset") + 1] == "cpu-ar"
+    assert command[command.index("--epochs") + 1] == str(RECIPES["matryoshka-ar"].train.epochs)
+    with pytest.raises(ValueError):
+        FAST_RECIPES["matryoshka"].command("runs/x.pt")  # a subset of digits is not a CLI option
+
+
+def _ship(fast_run, tmp_path, dtype=torch.float16):
+    """Ship the fast run into tmp_path as `matryoshka` with a manifest, as `make checkpoints` does."""
+    _, runs, _ = fast_run
+    digest = ship_checkpoint(runs / "fast-matryoshka.pt", tmp_path / "matryoshka.pt", dtype=dtype)
+    (tmp_path / "matryoshka.json").write_text(json.dumps({"sha256": digest}))
+    return tmp_path / "matryoshka.pt"
+
+
+def test_shipped_weights_only_file_loads_back_as_float32(fast_run, tmp_path):
+    checkpoint, _, _ = fast_run
+    path = _ship(fast_run, tmp_path)
+    loaded = load_or_train("matryoshka", fast=False, checkpoint_dir=tmp_path, runs_dir=tmp_path / "runs")
+    assert loaded.optimizer_state is None and not (tmp_path / "runs").exists()  # loaded, not trained
+    for key, value in checkpoint.model_state.items():
+        if value.is_floating_point():
+            assert loaded.model_state[key].dtype == torch.float32
+            torch.testing.assert_close(loaded.model_state[key], value, rtol=1e-3, atol=1e-3)
+
+
+def test_checksum_mismatch_is_a_clear_error(fast_run, tmp_path):
+    path = _ship(fast_run, tmp_path)
+    with open(path, "ab") as f:
+        f.write(b"tampered")
+    with pytest.raises(CheckpointError, match=r"matryoshka\.pt fails its checksum.*retrain it or restore it"):
+        load_or_train("matryoshka", fast=False, checkpoint_dir=tmp_path, runs_dir=tmp_path / "runs")
+
+
+def test_a_shipped_file_without_manifest_is_an_error(fast_run, tmp_path):
+    _ship(fast_run, tmp_path)
+    (tmp_path / "matryoshka.json").unlink()
+    with pytest.raises(CheckpointError, match="no manifest"):
+        load_or_train("matryoshka", fast=False, checkpoint_dir=tmp_path)
+
+
+SHIPPED = [name for name in CHECKPOINT_NAMES if (CHECKPOINT_DIR / f"{name}.pt").is_file()]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_checkpoint_matches_its_manifest(name):
+    manifest = read_manifest(name)
+    assert sha256_of(CHECKPOINT_DIR / f"{name}.pt") == manifest["sha256"]
+    checkpoint = load_or_train(name, fast=False, progress=False)
+    assert checkpoint.config.to_dict() == manifest["config"]
+    # The held-out ELBO of the first 100 digits, recomputed from the file, as the manifest says.
+    subset = manifest["heldout"]["elbo_subset"]
+    images = load_mnist("embedded", seed=manifest["data"]["split_seed"]).test_images[: subset["n_images"]]
+    model = checkpoint.model()  # built before seeding: its random initialisation draws from the RNG
+    torch.manual_seed(subset["torch_seed"])
+    elbo, _ = heldout_elbo(model, images)
+    assert elbo == pytest.approx(subset["elbo"], abs=0.05)
