@@ -54,8 +54,11 @@ class MixturePrior(nn.Module):
 
     def __init__(self, n_components: int, dim: int):
         super().__init__()
-        # Spread the means so components start distinct (all at 0 they would stay symmetric).
-        self.means = nn.Parameter(torch.randn(n_components, dim))
+        # Means start close together, near where a fresh encoder puts every digit: each component
+        # then takes a share of the data and they separate as training goes on. Started far apart
+        # (unit-scale randn), the one nearest the encoder took every digit and the others never
+        # received any (measured: clustering accuracy 0.10 against 0.32 with this start).
+        self.means = nn.Parameter(0.1 * torch.randn(n_components, dim))
         self.logvars = nn.Parameter(torch.zeros(n_components, dim))
         self.logits = nn.Parameter(torch.zeros(n_components))
 
