@@ -115,11 +115,8 @@ def _resolve_cache_dir(cache_dir: str | Path | None) -> Path:
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def _fetch_verified(url: str, target: Path, md5: str, timeout: float) -> None:

@@ -102,7 +102,7 @@ def impute_conditional(model: HVAE, x: Tensor, observed: Tensor, n_samples: int 
     x, observed = _repeat(x.to(device), n_samples), _repeat(observed.to(device), n_samples)
     with seeded(seed, device):
         features, _ = model.top_down(x.shape[0], observed_x=x, observed=observed, temperature=temperature)
-        drawn = _draw(model, model.head.params(features), binary)
+        drawn = model.head.sample(features, binary=binary)
     return (observed * x + (1 - observed) * drawn).view(-1, n_samples, *x.shape[1:]).cpu()
 
 
