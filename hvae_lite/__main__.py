@@ -52,6 +52,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"training {args.preset if not args.resume else out} on {trainer.device} "
           f"({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f} M parameters, "
           f"{trainer.config.n_latent_layers} latent layers) -> {out}")
+    if trainer.init_note:
+        print(trainer.init_note)
     history = trainer.fit()
     if history:
         last = history[-1]
@@ -111,10 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--limit-train", type=int, default=0, metavar="N",
                        help="train on the first N training images only (0: all), for quick trials")
     for name, kind in [("epochs", int), ("batch_size", int), ("lr", float), ("warmup_epochs", float),
-                       ("free_bits", float), ("grad_clip", float), ("seed", int), ("device", str)]:
+                       ("free_bits", float), ("free_bits_end_epoch", float), ("ema_decay", float),
+                       ("grad_clip", float), ("seed", int), ("device", str), ("init_from", str),
+                       ("mixture_init_epoch", int)]:
         train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
                            help=f"default {getattr(TrainConfig, name)}")
     train.add_argument("--amp", action="store_true", default=None, help="bf16 autocast in training")
+    train.add_argument("--kl-balance", action="store_true", default=None,
+                       help="during KL warm-up, weight each layer's KL by its share (NVAE balancing)")
     train.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
     train.set_defaults(func=cmd_train)
 

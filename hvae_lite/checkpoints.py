@@ -43,11 +43,19 @@ class Checkpoint:
     optimizer_state: dict[str, Any] | None = None
     scheduler_state: dict[str, Any] | None = None
     rng_state: dict[str, torch.Tensor] | None = None
+    ema_state: dict[str, torch.Tensor] | None = None              # AveragedModel state (EMA runs only)
 
     def model(self, device: str | torch.device = "cpu") -> HVAE | MLPVAE:
+        """The network to evaluate: the EMA weights when the run kept them, else the raw weights."""
         model = build_model(self.config)
-        model.load_state_dict(self.model_state)
+        model.load_state_dict(self.evaluation_state())
         return model.to(device).eval()
+
+    def evaluation_state(self) -> dict[str, torch.Tensor]:
+        """The weights to evaluate and ship: the EMA copy (prefix `module.` dropped) if present."""
+        if not self.ema_state:
+            return self.model_state
+        return {k.removeprefix("module."): v for k, v in self.ema_state.items() if k.startswith("module.")}
 
 
 def sha256_of(path: str | Path) -> str:
@@ -85,6 +93,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
         "optimizer": checkpoint.optimizer_state,
         "scheduler": checkpoint.scheduler_state,
         "rng": checkpoint.rng_state,
+        "ema": checkpoint.ema_state,
     }, path)
 
 
@@ -113,7 +122,8 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None,
         checkpoint = Checkpoint(
             config=config_class.from_dict(raw["config"]), model_state=raw["model"],
             train_config=raw["train_config"], history=raw["history"], epoch=raw["epoch"], step=raw["step"],
-            optimizer_state=raw["optimizer"], scheduler_state=raw["scheduler"], rng_state=raw["rng"])
+            optimizer_state=raw["optimizer"], scheduler_state=raw["scheduler"], rng_state=raw["rng"],
+            ema_state=raw.get("ema"))
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path} is missing or has a malformed field: {error}") from error
     return checkpoint

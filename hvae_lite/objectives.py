@@ -19,16 +19,45 @@ def kl_weight(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
 
 
-def training_loss(output: HVAEOutput, beta: float = 1.0, free_bits: float = 0.0) -> Tensor:
-    """Scalar loss: reconstruction + beta * sum_i max(KL_i, free_bits), batch-averaged.
+def free_bits_at(epoch: float, free_bits: float, start_epoch: float, end_epoch: float) -> float:
+    """The free-bits floor at a (fractional) epoch: `free_bits` until `start_epoch`, then falling
+    linearly to 0 at `end_epoch` (end_epoch <= 0: kept all along).
 
-    Free bits (per layer, in nats, on the batch mean) stop the optimiser from pushing a layer's
-    KL below the threshold, so a layer is not switched off before it has learnt something.
-    The ELBO reported for evaluation is always the plain one in `output.elbo`.
+    Annealing the floor away lets the optimiser pull every posterior back onto its prior at the
+    end of training, so samples from the prior look like the data the posteriors saw.
+    """
+    if end_epoch <= 0 or epoch <= start_epoch:
+        return free_bits
+    if epoch >= end_epoch:
+        return 0.0
+    return free_bits * (end_epoch - epoch) / (end_epoch - start_epoch)
+
+
+def kl_balance_weights(kl_per_layer: Tensor, units_per_layer: Tensor) -> Tensor:
+    """NVAE's KL balancing (Vahdat and Kautz 2020): per-layer weights, mean 1, proportional to each
+    layer's KL per unit. (n_layers,), (n_layers,) -> (n_layers,), no gradient.
+
+    A layer that carries little information gets a small weight, so using it is cheap: during
+    warm-up this spreads information over all layers instead of a few.
+    """
+    share = (kl_per_layer.detach().abs() + 0.01) / units_per_layer
+    return share / share.mean()
+
+
+def training_loss(output: HVAEOutput, beta: float = 1.0, free_bits: float = 0.0,
+                  kl_weights: Tensor | None = None) -> Tensor:
+    """Scalar loss: reconstruction + beta * sum_i w_i * max(KL_i, free_bits), batch-averaged.
+
+    Free bits (Kingma et al. 2016; per layer, in nats, on the batch mean) stop the optimiser from
+    pushing a layer's KL below the floor, so a layer is not switched off before it has learnt
+    something. `kl_weights` (n_layers,) are balancing weights (default all 1). The ELBO reported
+    for evaluation is always the plain one in `output.elbo`.
     """
     kl_per_layer = output.kl.mean(0)  # (n_layers,)
     if free_bits > 0:
         kl_per_layer = torch.clamp(kl_per_layer, min=free_bits)
+    if kl_weights is not None:
+        kl_per_layer = kl_per_layer * kl_weights
     return output.recon.mean() + beta * kl_per_layer.sum()
 
 

@@ -30,8 +30,11 @@ CHECKPOINT_DIR = REPO_ROOT / "data" / "checkpoints"
 RUNS_DIR = REPO_ROOT / "runs" / "pretrained"  # gitignored cache of what load_or_train trains
 CHECKPOINT_NAMES = ("matryoshka", "matryoshka-ar", "mixture", "imputation")
 FAST_ENV = "HVAE_LITE_FAST"
-# TrainConfig fields `python -m hvae_lite train` has flags for (amp, a switch, last).
-_CLI_FIELDS = ("epochs", "batch_size", "lr", "warmup_epochs", "free_bits", "grad_clip", "seed", "amp")
+# TrainConfig fields `python -m hvae_lite train` has flags for: valued flags, then switches.
+_CLI_VALUES = ("epochs", "batch_size", "lr", "warmup_epochs", "free_bits", "free_bits_end_epoch", "ema_decay",
+               "grad_clip", "seed", "init_from", "mixture_init_epoch")
+_CLI_SWITCHES = ("kl_balance", "amp")
+_CLI_FIELDS = _CLI_VALUES + _CLI_SWITCHES
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,10 @@ class Recipe:
         args = ["python", "-m", "hvae_lite", "train", "--preset", self.preset, "--out", str(out), "--quiet"]
         for key, value in self.overrides.items():
             args += ["--set", f"{key}={value}"]
-        for name in _CLI_FIELDS[:-1]:
+        for name in _CLI_VALUES:
             if getattr(self.train, name) != getattr(default, name):
                 args += [f"--{name.replace('_', '-')}", str(getattr(self.train, name))]
-        return args + (["--amp"] if self.train.amp else [])
+        return args + [f"--{name.replace('_', '-')}" for name in _CLI_SWITCHES if getattr(self.train, name)]
 
 
 # The shipped recipes: the width-32 family (the width-64 author shape trains ~3x slower), per-layer
@@ -175,6 +178,6 @@ def ship_checkpoint(run_path: str | Path, out_path: str | Path, dtype: torch.dty
     """Write the weights-only copy of a training checkpoint (model state in `dtype`, history kept,
     no optimiser, scheduler or RNG state) to `out_path`; returns its sha256."""
     run = load_checkpoint(run_path)
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in run.model_state.items()}
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in run.evaluation_state().items()}
     save_checkpoint(Checkpoint(run.config, state, run.train_config, run.history, run.epoch, run.step), out_path)
     return sha256_of(out_path)

@@ -12,9 +12,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
-from .data import DataSplit, check_images, dynamic_binarize, iterate_minibatches, random_occlusion_mask
+from .data import (DataSplit, check_images, dynamic_binarize, fixed_binarize, iterate_minibatches,
+                   random_occlusion_mask)
 from .evaluate import heldout_elbo
-from .objectives import kl_weight, training_loss
+from .objectives import free_bits_at, kl_balance_weights, kl_weight, training_loss
 
 
 class TrainingDiverged(RuntimeError):
@@ -31,6 +32,9 @@ class TrainConfig:
     lr_final_fraction: float = 0.1   # cosine decay of the learning rate to lr * this by the last epoch
     warmup_epochs: float = 3.0       # KL warm-up length (0 = off)
     free_bits: float = 0.0           # nats per latent layer below which KL is not penalised (0 = off)
+    free_bits_end_epoch: float = 0.0 # > 0: the floor falls linearly from the end of warm-up to 0 here
+    kl_balance: bool = False         # during warm-up, weight each layer's KL by its share (NVAE balancing)
+    ema_decay: float = 0.0           # > 0: keep an exponential moving average of the weights; evaluate it
     grad_clip: float = 200.0         # max gradient norm; larger norms are scaled down
     skip_threshold: float = 1e5      # skip (and count) an update whose gradient norm exceeds this
     seed: int = 0
@@ -38,6 +42,9 @@ class TrainConfig:
     amp: bool = False                # bf16 autocast for the training forward pass (evaluation stays fp32)
     compile: bool = False            # torch.compile the training step (worth it on a GPU)
     eval_seed: int = 0               # the fixed binarisation of the held-out images
+    init_from: str = ""              # start from this checkpoint's weights (layers of the same shape)
+    mixture_init_epoch: int = -1     # >= 0: at the start of this epoch, fit the mixture prior to the
+                                     # encoder's top latents by k-means (VaDE-style initialisation)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,6 +88,12 @@ class Trainer:
         self.device = resolve_device(train_config.device)
         torch.manual_seed(train_config.seed)
         self.model = build_model(config).to(self.device)
+        self.init_note = ""
+        if train_config.init_from:
+            self.init_note = warm_start(self.model, load_checkpoint(train_config.init_from))
+        self.ema = (torch.optim.swa_utils.AveragedModel(
+            self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train_config.ema_decay))
+            if train_config.ema_decay > 0 else None)
         self.optimizer = torch.optim.Adamax(self.model.parameters(), lr=train_config.lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=max(1, train_config.epochs),
@@ -102,6 +115,8 @@ class Trainer:
             train_config = dataclasses.replace(train_config, epochs=epochs)
         trainer = cls(ckpt.config, train_config, data, checkpoint_path=kwargs.pop("checkpoint_path", path), **kwargs)
         trainer.model.load_state_dict(ckpt.model_state)
+        if trainer.ema is not None:
+            trainer.ema.load_state_dict(ckpt.ema_state)
         trainer.optimizer.load_state_dict(ckpt.optimizer_state)
         trainer.scheduler.load_state_dict(ckpt.scheduler_state)
         trainer.scheduler.T_max = max(1, train_config.epochs)
@@ -121,17 +136,27 @@ class Trainer:
         return Checkpoint(config=self.config, model_state=self.model.state_dict(),
                           train_config=self.train_config.to_dict(), history=self.history,
                           epoch=self.epoch, step=self.step, optimizer_state=self.optimizer.state_dict(),
-                          scheduler_state=self.scheduler.state_dict(), rng_state=rng)
+                          scheduler_state=self.scheduler.state_dict(), rng_state=rng,
+                          ema_state=None if self.ema is None else self.ema.state_dict())
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The network held-out numbers are measured on: the EMA copy when there is one."""
+        return self.model if self.ema is None else self.ema.module
 
     def _batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = dynamic_binarize(images, self.data_rng) if self.config.likelihood == "bernoulli" else images
         observed = random_occlusion_mask(len(x), generator=self.data_rng) if self.config.conditional else None
         return x.to(self.device), None if observed is None else observed.to(self.device)
 
-    def _loss(self, x: torch.Tensor, observed: torch.Tensor | None, beta: float):
+    def _loss(self, x: torch.Tensor, observed: torch.Tensor | None, beta: float, free_bits: float):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train_config.amp):
             out = self.model(x, observed)
-        return training_loss(out, beta, self.train_config.free_bits), out.elbo.detach(), out.kl.detach()
+        weights = None
+        if self.train_config.kl_balance and beta < 1:
+            units = torch.tensor([s.z[0].numel() for s in out.layers], dtype=torch.float32, device=out.kl.device)
+            weights = kl_balance_weights(out.kl.mean(0), units)
+        return training_loss(out, beta, free_bits, weights), out.elbo.detach(), out.kl.detach()
 
     def _train_epoch(self) -> dict[str, Any]:
         cfg = self.train_config
@@ -146,7 +171,8 @@ class Trainer:
         for images in bar:
             x, observed = self._batch(images)
             beta = kl_weight(self.step, warmup_steps)
-            loss, elbo, kl = self._step_fn(x, observed, beta)
+            free_bits = free_bits_at(self.step / n_batches, cfg.free_bits, cfg.warmup_epochs, cfg.free_bits_end_epoch)
+            loss, elbo, kl = self._step_fn(x, observed, beta, free_bits)
             self.optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 skipped += 1
@@ -157,6 +183,8 @@ class Trainer:
                 skipped += 1  # a wild gradient would undo many good updates: drop it, count it
                 continue
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             self.step += 1
             elbo_sum += elbo.float().sum().item()
             kl_sum += kl.float().sum(0).cpu()
@@ -170,7 +198,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         self.scheduler.step()
         return {"epoch": self.epoch + 1, "elbo": elbo_sum / max(n_seen, 1), "loss": -elbo_sum / max(n_seen, 1),
-                "kl": (kl_sum / max(n_seen, 1)).tolist(), "beta": beta, "lr": self.optimizer.param_groups[0]["lr"],
+                "kl": (kl_sum / max(n_seen, 1)).tolist(), "beta": beta, "free_bits": free_bits, "lr": self.optimizer.param_groups[0]["lr"],
                 "skipped": skipped, "seconds": seconds, "images_per_s": n_seen / seconds}
 
     def fit(self) -> list[dict[str, Any]]:
@@ -182,9 +210,14 @@ class Trainer:
             torch.cuda.set_rng_state(self.sampling_rng["cuda"])
         try:
             for _ in bar:
+                if self.epoch == self.train_config.mixture_init_epoch:
+                    fit_mixture_to_encoder(self.model, self.data.train_images, self.optimizer,
+                                           self.train_config.seed)
+                    if self.ema is not None:  # the average starts from the fitted mixture too
+                        self.ema.module.top.mixture.load_state_dict(self.model.top.mixture.state_dict())
                 record = self._train_epoch()
                 record["test_elbo"], record["test_kl"] = heldout_elbo(
-                    self.model, self.data.test_images, self.train_config.eval_seed)
+                    self.eval_model, self.data.test_images, self.train_config.eval_seed)
                 self.epoch += 1
                 self.sampling_rng = self._global_rng_state()
                 self.history.append(record)
@@ -197,3 +230,46 @@ class Trainer:
             where = f"; the checkpoint at {self.checkpoint_path} holds epoch {self.epoch}" if self.checkpoint_path else ""
             print(f"Interrupted during epoch {self.epoch + 1}{where}. Returning the history so far.")
         return self.history
+
+
+def warm_start(model: torch.nn.Module, source: Checkpoint) -> str:
+    """Copy every weight of `source` (its evaluation weights) whose name and shape match `model`;
+    the rest keep their initialisation. Returns a one-line summary of what was copied."""
+    own = model.state_dict()
+    matched = {k: v for k, v in source.evaluation_state().items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise ValueError("init_from: the checkpoint shares no weights with this model (another architecture?)")
+    model.load_state_dict(matched, strict=False)
+    return f"warm start: {len(matched)} of {len(own)} tensors copied, {len(own) - len(matched)} kept at initialisation"
+
+
+@torch.no_grad()
+def fit_mixture_to_encoder(model: torch.nn.Module, images: torch.Tensor, optimizer: torch.optim.Optimizer,
+                           seed: int = 0) -> None:
+    """VaDE-style start for a mixture prior: k-means on the encoder's top-latent means of the
+    training images; each component takes a cluster's centre, spread and share. The optimiser
+    forgets its running statistics of the mixture's parameters."""
+    from scipy.cluster.vq import kmeans2
+
+    mixture = getattr(getattr(model, "top", None), "mixture", None)
+    if mixture is None:
+        raise ValueError("mixture_init_epoch is set, but the model has no mixture prior (top_prior='mixture')")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    posteriors = [model.encode_top(fixed_binarize(batch, seed).to(device))
+                  for batch in iterate_minibatches(images, 500, shuffle=False)]
+    z = torch.cat([q.mean.cpu() for q in posteriors]).double()
+    noise = torch.cat([q.logvar.exp().cpu() for q in posteriors]).double()  # each posterior's own spread
+    centres, labels = kmeans2(z.numpy(), mixture.means.shape[0], seed=seed, minit="++")
+    labels = torch.from_numpy(labels)
+    for k in range(len(centres)):
+        members = labels == k
+        # A component must cover its members' posteriors, not only their means.
+        spread = (z[members].var(0) if members.sum() > 1 else z.var(0)) + noise[members].mean(0).nan_to_num(1.0)
+        mixture.means[k] = torch.from_numpy(centres[k]).to(mixture.means)
+        mixture.logvars[k] = spread.clamp_min(1e-3).log().to(mixture.logvars)
+        mixture.logits[k] = math.log(max(int(members.sum()), 1) / len(z))
+    for parameter in mixture.parameters():
+        optimizer.state.pop(parameter, None)
+    model.train(was_training)
