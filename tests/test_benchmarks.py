@@ -86,3 +86,12 @@ def test_imputation_quick_scores_every_kind(tmp_path):
             assert 0 <= row[key] <= 1
     assert result["k_check"][0]["k_big"] == 10 * result["k_check"][0]["k_small"]
     assert len(MASK_KINDS) == 7
+
+
+def test_documented_tables_are_the_results_files():
+    """Every number in a generated block of README.md / benchmarks/README.md comes from results/."""
+    import tables
+    for path in tables.DOCUMENTS:
+        text = path.read_text()
+        assert tables.render(text) == text, f"{path}: run `PYTHONPATH=. python benchmarks/tables.py`"
+    assert sum(len(tables.BLOCK.findall(p.read_text())) for p in tables.DOCUMENTS) >= len(tables.TABLES)
