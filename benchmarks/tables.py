@@ -113,7 +113,88 @@ def imputation_table() -> str:
     return "\n".join(lines)
 
 
+def _target_rows() -> list[tuple[str, str, str, bool | None]]:
+    """(measure, target, measured, met) for the targets of the two quality issues."""
+    shipped = _load("shipped.json")
+    models, paired = shipped["models"], shipped["paired"]
+    rows: list[tuple[str, str, str, bool | None]] = []
+    real = shipped["judge_on_real_heldout"]["confident_fraction"]
+    if "matryoshka" in models:
+        m = models["matryoshka"]
+        k = shipped["protocol"]["k"]
+        rows.append((f"default: IWAE-{k} NLL (1,000 held-out digits)", "<= 84 nats",
+                     _pm(m["nll_iwae"], m["nll_iwae_stderr"]), m["nll_iwae"] <= 84))
+        if "matryoshka - mlp-vae" in paired:
+            gain = -paired["matryoshka - mlp-vae"]["nll_difference"]
+            rows.append(("default: paired NLL gain over the converged MLP VAE", ">= 18 nats",
+                         _pm(gain, paired["matryoshka - mlp-vae"]["stderr"]), gain >= 18))
+        samples = m["samples"]["1"]
+        need = min(0.85, 0.95 * real)
+        rows.append(("default: confident prior samples, T = 1.0", f">= {need:.2f} (0.85, or 95 % of real digits' {real:.2f})",
+                     _pm(samples["confident_fraction"], samples["confident_stderr"], 3), samples["confident_fraction"] >= need))
+        low, high = min(samples["class_histogram"]), max(samples["class_histogram"])
+        rows.append(("default: share of each class among samples", "5-15 % each", f"{100 * low:.1f}-{100 * high:.1f} %",
+                     low >= 0.05 and high <= 0.15))
+        rows.append(("default: layers in use", "11 of 11", f"{sum(m['in_use'])} of {len(m['in_use'])}",
+                     all(m["in_use"])))
+    if "matryoshka-ar" in models:
+        ar = models["matryoshka-ar"]
+        if "matryoshka-ar - matryoshka" in paired:
+            gain = -paired["matryoshka-ar - matryoshka"]["nll_difference"]
+            rows.append(("AR model: paired NLL gain over the default", ">= 3 nats",
+                         _pm(gain, paired["matryoshka-ar - matryoshka"]["stderr"], 2), gain >= 3))
+        rows.append(("AR model: layers in use", ">= 6 of 11", f"{sum(ar['in_use'])} of {len(ar['in_use'])}",
+                     sum(ar["in_use"]) >= 6))
+        frac = ar["samples"]["1"]["confident_fraction"]
+        rows.append(("AR model: confident prior samples, T = 1.0", ">= 0.75",
+                     _pm(frac, ar["samples"]["1"]["confident_stderr"], 3), frac >= 0.75))
+    quick = RESULTS / "quick_recipe.json"
+    if quick.is_file():
+        q = json.loads(quick.read_text())
+        rows.append((f"10-minute recipe ({q['minutes']:.0f} min here): confident samples, T = 1.0", ">= 0.6",
+                     _pm(q["confident_fraction"], q["confident_stderr"], 3), q["confident_fraction"] >= 0.6))
+    if "mixture" in models:
+        mix = models["mixture"]["mixture"]
+        rows.append(("mixture: clustering accuracy", ">= 0.85", f"{mix['clustering_accuracy']:.3f}",
+                     mix["clustering_accuracy"] >= 0.85))
+        rows.append(("mixture: judge purity of samples per used component", ">= 0.85",
+                     _pm(mix["purity_mean_used"], mix["purity_stderr_used"], 3), mix["purity_mean_used"] >= 0.85))
+        if "mixture - matryoshka" in paired:
+            cost = paired["mixture - matryoshka"]["nll_difference"]
+            rows.append(("mixture: NLL cost against the default (paired)", "<= 2 nats",
+                         _pm(cost, paired["mixture - matryoshka"]["stderr"], 2), cost <= 2))
+    if (RESULTS / "imputation.json").is_file():
+        imputation = {r["kind"]: r for r in _load("imputation.json")["rows"]}
+        better = [kind for kind, r in imputation.items() if r["conditional_minus_iterative"] > 0]
+        rows.append(("conditional beats iterative on log p(missing | observed)", "every occlusion kind",
+                     f"{len(better)} of {len(imputation)} kinds", len(better) == len(imputation)))
+        for kind, target in (("center", 0.90), ("bottom", 0.80)):
+            if kind in imputation:
+                value = imputation[kind]["judge_conditional"]
+                rows.append((f"judge accuracy on conditional completions, {kind}", f">= {target:.2f}",
+                             f"{value:.3f}", value >= target))
+    return rows
+
+
+def targets_table() -> str:
+    lines = ["| measure | target | measured | met |", "|---|---|---|---|"]
+    for measure, target, measured, met in _target_rows():
+        lines.append(f"| {measure} | {target} | {measured} | {'yes' if met else '**no**'} |")
+    return "\n".join(lines)
+
+
+def quality_table() -> str:
+    """The equal-budget ablations of quality.json (the first landing's 10-epoch recipe)."""
+    quality = _load("quality.json")
+    lines = ["| model | latent layers | params | held-out ELBO | IWAE NLL (first 32 digits) |", "|---|---|---|---|---|"]
+    for r in quality["rows"]:
+        lines.append(f"| {r['variant']} | {len(r['kl_per_layer'])} | {r['parameters'] / 1e6:.2f} M | {r['elbo']:.1f} | "
+                     f"{_pm(r['nll_iwae'], r['nll_iwae_stderr'])} |")
+    return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "targets": targets_table, "quality": quality_table,
     "models": models_table, "paired": paired_table, "kl": kl_table, "judge": judge_table,
     "mixture": mixture_table, "imputation": imputation_table,
 }
