@@ -193,8 +193,23 @@ def quality_table() -> str:
     return "\n".join(lines)
 
 
+def speed_table() -> str:
+    speed = _load("speed.json")
+    lines = ["| preset | params | GFLOP per training image | train images/s fp32 / bf16 | plain loop fp32 / bf16 | "
+             "kit overhead fp32 / bf16 | achieved GFLOP/s (bf16) | IWAE images/s | samples/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in speed["rows"]:
+        lines.append(
+            f"| {r['preset']} | {r['parameters'] / 1e6:.2f} M | {r['gflop_per_training_image']:.2f} | "
+            f"{r['train_images_per_s_fp32']:.0f} / {r['train_images_per_s_bf16']:.0f} | "
+            f"{r['plain_train_images_per_s_fp32']:.0f} / {r['plain_train_images_per_s_bf16']:.0f} | "
+            f"{100 * r['kit_overhead_fp32']:+.1f} % / {100 * r['kit_overhead_bf16']:+.1f} % | {r['gflop_per_s_bf16']:.0f} | "
+            f"{r['iwae_images_per_s']:.0f} | {r['sampling_images_per_s']:.1f} |")
+    return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[], str]] = {
-    "targets": targets_table, "quality": quality_table,
+    "targets": targets_table, "quality": quality_table, "speed": speed_table,
     "models": models_table, "paired": paired_table, "kl": kl_table, "judge": judge_table,
     "mixture": mixture_table, "imputation": imputation_table,
 }

@@ -81,3 +81,16 @@ def test_load_judge_trains_and_caches_when_nothing_is_shipped(tmp_path, monkeypa
     again = pretrained.load_judge(progress=False, checkpoint_dir=tmp_path / "none", runs_dir=tmp_path / "runs")
     for p, q in zip(judge.state_dict().values(), again.state_dict().values()):
         assert torch.equal(p, q)
+
+
+def test_the_shipped_judge_meets_its_manifest(embedded):
+    """The shipped judge: >= 98 % accurate on the 1,000 held-out digits, as its manifest says."""
+    import json
+    from hvae_lite.pretrained import CHECKPOINT_DIR, load_judge
+    manifest = json.loads((CHECKPOINT_DIR / "judge.json").read_text())
+    verdict = judge_images(load_judge(progress=False), embedded.test_images, embedded.test_labels)
+    assert verdict.accuracy == pytest.approx(manifest["heldout"]["accuracy_grey"])
+    assert verdict.accuracy >= 0.98
+    assert verdict.confident_fraction == pytest.approx(manifest["heldout"]["confident_fraction_grey"])
+    noise = torch.rand(200, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert judge_images(load_judge(progress=False), noise).confident_fraction < 0.5 * verdict.confident_fraction
