@@ -78,7 +78,7 @@ class Recipe:
 # evaluated and shipped. The AR and imputation models start from the trained default (`base`).
 _LONG = TrainConfig(epochs=100, lr=2e-3, warmup_epochs=10.0, kl_balance=True, free_bits=0.5,
                     free_bits_end_epoch=60.0, ema_decay=0.998, amp=True)
-_FINE_TUNE = TrainConfig(epochs=15, lr=1e-3, warmup_epochs=0.0, ema_decay=0.998, amp=True,
+_FINE_TUNE = TrainConfig(epochs=12, lr=1e-3, warmup_epochs=0.0, ema_decay=0.998, amp=True,
                          init_from="runs/checkpoints/matryoshka.pt")
 RECIPES: dict[str, Recipe] = {
     "matryoshka": Recipe("matryoshka", _LONG),
