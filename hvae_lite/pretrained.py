@@ -78,7 +78,7 @@ class Recipe:
 # evaluated and shipped. The AR and imputation models start from the trained default (`base`).
 _LONG = TrainConfig(epochs=100, lr=2e-3, warmup_epochs=10.0, kl_balance=True, free_bits=0.5,
                     free_bits_end_epoch=60.0, ema_decay=0.998, amp=True)
-_FINE_TUNE = TrainConfig(epochs=12, lr=1e-3, warmup_epochs=0.0, ema_decay=0.998, amp=True,
+_FINE_TUNE = TrainConfig(epochs=12, lr=2e-4, warmup_epochs=0.0, ema_decay=0.995, amp=True,
                          init_from="runs/checkpoints/matryoshka.pt")
 RECIPES: dict[str, Recipe] = {
     "matryoshka": Recipe("matryoshka", _LONG),
@@ -91,7 +91,7 @@ RECIPES: dict[str, Recipe] = {
 # (fp32: bf16 autocast is slow on CPUs without bf16 instructions).
 _QUICK = TrainConfig(epochs=12, lr=2e-3, warmup_epochs=3.0, kl_balance=True, free_bits=0.5,
                      free_bits_end_epoch=10.0, ema_decay=0.99)
-_QUICK_FINE_TUNE = TrainConfig(epochs=5, lr=1e-3, warmup_epochs=0.0, ema_decay=0.99)
+_QUICK_FINE_TUNE = TrainConfig(epochs=5, lr=2e-4, warmup_epochs=0.0, ema_decay=0.99)
 QUICK_RECIPES: dict[str, Recipe] = {
     "matryoshka": Recipe("matryoshka", _QUICK),
     "mixture": Recipe("mixture", dataclasses.replace(_QUICK, mixture_init_epoch=3)),
