@@ -31,6 +31,11 @@ class MLPVAEConfig:
     def n_latent_layers(self) -> int:
         return 1
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width): binary MNIST-sized images only."""
+        return (1, 28, 28)
+
     def replace(self, **changes: Any) -> "MLPVAEConfig":
         return dataclasses.replace(self, **changes)
 

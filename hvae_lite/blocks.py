@@ -50,21 +50,32 @@ def downsample(x: Tensor, size: int) -> Tensor:
 
 
 class MaskedConv2d(nn.Conv2d):
-    """PixelCNN convolution over a raster-ordered image.
+    """PixelCNN convolution over a raster-ordered image, with channel-ordered masks for colour.
 
-    Type "A" excludes the current pixel (used first, on the image itself); type "B" includes it
-    (used after, on features that already exclude it). Output at (r, c) then depends only on
-    pixels before (r, c) in raster order.
+    Pixels come in raster order and, within a pixel, colour channels in order (R, then G, then B).
+    The features of both input and output are split into `channels` contiguous groups, group g
+    standing for colour channel g (the image itself: one feature per group). Type "A" excludes
+    the current sub-pixel: at the centre, output group g sees input groups < g. Type "B" includes
+    it (used after "A", on features that already exclude it): groups <= g. Every pixel before the
+    centre is seen in full, none after it. With one channel this is the plain PixelCNN mask.
+    (B, in_channels, H, W) -> (B, out_channels, H, W).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str,
+                 channels: int = 1):
         if mask_type not in ("A", "B"):
             raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        if not 1 <= channels <= min(in_channels, out_channels):
+            raise ValueError(f"channels must be between 1 and min(in_channels, out_channels), got {channels}")
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-        mask = torch.ones_like(self.weight)
+        mask = torch.ones_like(self.weight)  # (out, in, k, k)
         centre = kernel_size // 2
-        mask[:, :, centre, centre + (mask_type == "B"):] = 0  # the current row, at and right of centre
-        mask[:, :, centre + 1:, :] = 0                          # every row below
+        group_out = torch.arange(out_channels) * channels // out_channels  # (out,)
+        group_in = torch.arange(in_channels) * channels // in_channels     # (in,)
+        sees = group_in[None, :] <= group_out[:, None] if mask_type == "B" else group_in[None, :] < group_out[:, None]
+        mask[:, :, centre, centre] = sees.to(mask.dtype)  # the current pixel: earlier colour channels only
+        mask[:, :, centre, centre + 1:] = 0                 # the current row, right of centre
+        mask[:, :, centre + 1:, :] = 0                      # every row below
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-IMAGE_SIZE = 28  # MNIST; every latent resolution must be 28 / 2**k
+IMAGE_SIZE = 28  # the default image side (MNIST); every latent resolution must be image_size / 2**k
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,13 @@ class HVAEConfig:
     mixture_components: int = 10       # K for the mixture top prior (one per digit class, hopefully)
     layer_prior: str = "conditional"   # "conditional": p(z_i | h_{i-1}); "standard": fixed N(0, I)
     posterior: str = "residual"        # "residual": q's parameters are offsets from p's (NVAE); "direct"
+    # --- the images ---
+    image_size: int = IMAGE_SIZE       # side of the square images (28: MNIST, Omniglot; 32: CIFAR-10)
+    image_channels: int = 1            # 1: grey or binary; 3: RGB
     # --- output ---
-    likelihood: str = "bernoulli"      # "bernoulli" (binary pixels) or "gaussian" (grey levels, learned scale)
+    likelihood: str = "bernoulli"      # "bernoulli" (binary pixels), "gaussian" (grey levels, learned scale)
+                                       # or "logistic" (8-bit pixels: mixture of discretised logistics)
+    logistic_components: int = 10      # mixture components per sub-pixel of the "logistic" likelihood
     ar_layers: int = 0                 # masked-conv layers of the autoregressive head; 0 = off
     ar_width: int = 32                 # channels of the autoregressive head
     ar_kernel: int = 5                 # kernel of its first (mask A) conv: 3 sees only the 4 causal neighbours
@@ -34,30 +39,43 @@ class HVAEConfig:
     conditional: bool = False
 
     def __post_init__(self) -> None:
-        parse_latent_spec(self.latent_spec)  # raises on a malformed spec
+        for name in ("image_size", "image_channels"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        parse_latent_spec(self.latent_spec, self.image_size)  # raises on a malformed spec
         choices = {
             "top_prior": ("normal", "mixture"),
             "layer_prior": ("conditional", "standard"),
             "posterior": ("residual", "direct"),
-            "likelihood": ("bernoulli", "gaussian"),
+            "likelihood": ("bernoulli", "gaussian", "logistic"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {allowed}")
-        for name in ("latent_channels", "top_latent_dim", "width", "mixture_components", "ar_width"):
+        for name in ("latent_channels", "top_latent_dim", "width", "mixture_components", "ar_width",
+                     "logistic_components"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.ar_kernel < 3 or self.ar_kernel % 2 == 0:
             raise ValueError(f"ar_kernel must be odd and >= 3, got {self.ar_kernel}")
         if self.ar_layers < 0:
             raise ValueError(f"ar_layers must be >= 0, got {self.ar_layers}")
-        if self.ar_layers and self.likelihood != "bernoulli":
-            raise ValueError("the autoregressive head models binary pixels: use likelihood='bernoulli'")
+        if self.ar_layers and self.likelihood == "gaussian":
+            raise ValueError("the autoregressive head models discrete pixels: use likelihood='bernoulli' "
+                             "(binary) or 'logistic' (8-bit)")
+        if self.ar_layers and self.ar_width < self.image_channels:
+            raise ValueError(f"ar_width ({self.ar_width}) must be >= image_channels ({self.image_channels}): "
+                             "the masked convs give each colour channel its own group of features")
 
     @property
     def resolutions(self) -> list[int]:
         """Resolution of each conv latent layer, coarse to fine, e.g. [7]*5 + [14]*5."""
-        return [res for res, count in parse_latent_spec(self.latent_spec) for _ in range(count)]
+        return [res for res, count in parse_latent_spec(self.latent_spec, self.image_size) for _ in range(count)]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image, e.g. (1, 28, 28) or (3, 32, 32)."""
+        return (self.image_channels, self.image_size, self.image_size)
 
     @property
     def n_latent_layers(self) -> int:
@@ -85,12 +103,23 @@ def _check_field_names(values: dict[str, Any]) -> None:
         raise ValueError(f"unknown config fields: {sorted(unknown)}; the fields are {names}")
 
 
-def parse_latent_spec(spec: str) -> list[tuple[int, int]]:
+def allowed_resolutions(image_size: int = IMAGE_SIZE) -> list[int]:
+    """The latent resolutions an image of side `image_size` allows: image_size / 2**k, ascending.
+    28 -> [7, 14, 28]; 32 -> [1, 2, 4, 8, 16, 32]."""
+    sizes = [image_size]
+    while sizes[-1] % 2 == 0:
+        sizes.append(sizes[-1] // 2)
+    return sizes[::-1]
+
+
+def parse_latent_spec(spec: str, image_size: int = IMAGE_SIZE) -> list[tuple[int, int]]:
     """'7x5,14x5' -> [(7, 5), (14, 5)]: (resolution, number of latent layers), coarse to fine.
 
-    Resolutions must divide 28 by a power of two and must not decrease; counts may be 0
-    (a resolution the top-down path passes through without latents).
+    Resolutions must divide `image_size` by a power of two and must not decrease; counts may
+    be 0 (a resolution the top-down path passes through without latents).
     """
+    allowed = allowed_resolutions(image_size)
+    allowed_text = ", ".join(map(str, allowed[:-1])) + (" or " if len(allowed) > 1 else "") + str(allowed[-1])
     stages = []
     for part in spec.replace(" ", "").split(","):
         try:
@@ -98,8 +127,9 @@ def parse_latent_spec(spec: str) -> list[tuple[int, int]]:
             res, count = int(res_text), int(count_text)
         except ValueError:
             raise ValueError(f"bad latent spec {spec!r}: each part is RESxCOUNT, e.g. '7x5,14x5'") from None
-        if res not in (7, 14, 28) or count < 0:
-            raise ValueError(f"bad latent spec {spec!r}: resolution must be 7, 14 or 28, count >= 0")
+        if res not in allowed or count < 0:
+            raise ValueError(f"bad latent spec {spec!r}: resolution must be {allowed_text} "
+                             f"(images of side {image_size}), count >= 0")
         stages.append((res, count))
     resolutions = [res for res, _ in stages]
     if resolutions != sorted(set(resolutions)):
@@ -130,6 +160,12 @@ PRESETS: dict[str, HVAEConfig] = {
     # Ablations of the cpu preset (the notebooks and benchmarks compare them at equal budget).
     "no-td-path": HVAEConfig(width=32, deterministic_path=False),
     "no-merge": HVAEConfig(width=32, inference_merge=False),
+    # The author's Omniglot shape: 3 latent maps at 7x7, 3 at 14x14, 5 at 28x28, 6 channels each.
+    "omniglot": HVAEConfig(latent_spec="7x3,14x3,28x5", latent_channels=6),
+    # CIFAR-10 (32x32 RGB, 8-bit pixels): 5 latent maps at 8x8, 5 at 16x16, 8 channels each, width 128,
+    # a mixture of 10 discretised logistics per sub-pixel and the colour autoregressive head.
+    "cifar10": HVAEConfig(image_size=32, image_channels=3, likelihood="logistic", latent_spec="8x5,16x5",
+                          latent_channels=8, top_latent_dim=64, width=128, ar_layers=3, ar_width=48),
     # A tiny model for tests and fast notebook runs.
     "tiny": HVAEConfig(latent_spec="7x2,14x2", width=8, top_latent_dim=4, latent_channels=2, ar_width=8),
 }

@@ -1,15 +1,19 @@
-"""MNIST for hvae_lite: the embedded 5,000-digit subset, full MNIST, binarisation,
-occlusion masks and input checks.
+"""Data for hvae_lite: the embedded 5,000-digit MNIST subset, full MNIST, Omniglot, CIFAR-10,
+binarisation, occlusion masks and input checks.
 
-All images are float32 tensors of shape (N, 1, 28, 28) with values in [0, 1].
+All images are float32 tensors of shape (N, C, H, W) with values in [0, 1]: (N, 1, 28, 28) for
+MNIST and Omniglot, (N, 3, 32, 32) for CIFAR-10.
 """
 from __future__ import annotations
 
 import functools
 import gzip
+import math
 import hashlib
 import http.client
 import os
+import pickle
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -36,6 +40,17 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
+# Omniglot in the 28x28 form and split of the IWAE and Ladder VAE papers (24,345 / 8,070 images).
+# The md5 was taken from another project that pins this file; it could not be checked here (no network).
+OMNIGLOT_MIRRORS = (
+    "https://raw.githubusercontent.com/yburda/iwae/master/datasets/OMNIGLOT/",
+    "https://github.com/yburda/iwae/raw/master/datasets/OMNIGLOT/",
+)
+OMNIGLOT_FILES = {"chardata.mat": "21ecaf34373511aa7691cf2e0802aa3d"}
+# CIFAR-10, the python archive of its authors (50,000 / 10,000 images, 32x32 RGB).
+CIFAR10_MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
+CIFAR10_FILES = {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}
+# Every data set shares one cache folder (the files' names do not collide).
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist"
 CACHE_DIR_ENV = "HVAE_LITE_DATA"
 
@@ -48,13 +63,13 @@ class DataDownloadError(RuntimeError):
 
 @dataclass(frozen=True)
 class DataSplit:
-    """Images as float32 tensors (N, 1, 28, 28) in [0, 1]; labels int64 (N,)."""
+    """Images as float32 tensors (N, C, H, W) in [0, 1]; labels int64 (N,)."""
 
     train_images: Tensor
     train_labels: Tensor
     test_images: Tensor
     test_labels: Tensor
-    source: str  # "embedded" or "full"
+    source: str  # "embedded", "full" (MNIST), "omniglot" or "cifar10"
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "DataSplit":
         """The first n_train training and n_test held-out digits (None: all of them), for quick runs."""
@@ -152,17 +167,20 @@ def _describe_failure(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def download_mnist(
+def download_files(
+    checksums: Mapping[str, str],
+    mirrors: Sequence[str],
     cache_dir: str | Path | None = None,
-    mirrors: Sequence[str] = MNIST_MIRRORS,
     timeout: float = 30.0,
-    checksums: Mapping[str, str] = MNIST_FILES,
+    what: str = "MNIST",
+    alternative: str = "use the embedded data: load_mnist('embedded')",
 ) -> Path:
     """Make sure every file in `checksums` (filename -> md5) is in the cache folder, verified.
 
     A cached file whose md5 matches is reused without touching the network; one that does not
-    match is deleted and fetched again. Mirrors are tried in order. Returns the cache folder.
-    Raises DataDownloadError naming the file, each mirror tried and what it answered.
+    match is deleted and fetched again. Mirrors (base URLs) are tried in order. Returns the cache
+    folder. Raises DataDownloadError naming the file, each mirror tried and what it answered,
+    and what to do (`what` names the data set, `alternative` says what works offline).
     """
     folder = _resolve_cache_dir(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -183,12 +201,22 @@ def download_mnist(
                 attempts.append(f"  {url}: {_describe_failure(error)}")
         else:
             raise DataDownloadError(
-                f"Could not get MNIST file {filename!r} (expected md5 {md5}).\n"
+                f"Could not get {what} file {filename!r} (expected md5 {md5}).\n"
                 + ("Tried:\n" + "\n".join(attempts) if attempts else "No mirrors were given.")
-                + f"\nTo fix: check your network connection and try again; or download the files by "
-                f"hand and place them in {folder}; or use the embedded data: load_mnist('embedded')."
+                + f"\nTo fix: check your network connection and try again; or download the file by "
+                f"hand and place it in {folder}; or {alternative}."
             )
     return folder
+
+
+def download_mnist(
+    cache_dir: str | Path | None = None,
+    mirrors: Sequence[str] = MNIST_MIRRORS,
+    timeout: float = 30.0,
+    checksums: Mapping[str, str] = MNIST_FILES,
+) -> Path:
+    """The four MNIST files in the cache folder, verified (see `download_files`). Returns the folder."""
+    return download_files(checksums, mirrors, cache_dir, timeout, "MNIST")
 
 
 # IDX type byte -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/)
@@ -248,6 +276,108 @@ def load_mnist(source: str = "embedded", seed: int = 0, cache_dir: str | Path | 
     raise ValueError(f"unknown MNIST source {source!r}; choose 'embedded' or 'full'")
 
 
+def load_omniglot(
+    cache_dir: str | Path | None = None,
+    mirrors: Sequence[str] = OMNIGLOT_MIRRORS,
+    checksums: Mapping[str, str] = OMNIGLOT_FILES,
+) -> DataSplit:
+    """Omniglot as the IWAE and Ladder VAE papers use it: `chardata.mat` of the IWAE repository,
+    24,345 training and 8,070 test images (N, 1, 28, 28) of grey levels in [0, 1] (binarise them
+    like MNIST), labelled by alphabet (50 classes). Downloaded once into the cache folder."""
+    from scipy.io import loadmat  # scipy reads MATLAB files; only this loader needs it
+
+    folder = download_files(checksums, mirrors, cache_dir, what="Omniglot", alternative="train on MNIST")
+    path = folder / next(iter(checksums))
+    try:
+        raw = loadmat(path)
+        parts = [raw[key] for key in ("data", "target", "testdata", "testtarget")]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not the Omniglot chardata.mat ({type(error).__name__}: {error}); "
+                         "delete it and download it again") from error
+
+    def images(columns: np.ndarray) -> Tensor:
+        # (784, N) columns, each image stored column-major (MATLAB): transpose each back.
+        if columns.ndim != 2 or columns.shape[0] != 28 * 28:
+            raise ValueError(f"{path}: expected images as (784, N) columns, got {columns.shape}")
+        array = np.ascontiguousarray(columns.T.reshape(-1, 28, 28).transpose(0, 2, 1), dtype=np.float32)
+        return torch.from_numpy(array).unsqueeze(1)
+
+    def labels(one_hot: np.ndarray, n: int) -> Tensor:
+        if one_hot.shape[1:] != (n,):
+            raise ValueError(f"{path}: expected one-hot alphabet labels (50, {n}), got {one_hot.shape}")
+        return torch.from_numpy(one_hot.argmax(0).astype(np.int64))
+
+    train, test = images(parts[0]), images(parts[2])
+    return DataSplit(train.clamp(0, 1), labels(parts[1], len(train)), test.clamp(0, 1),
+                     labels(parts[3], len(test)), "omniglot")
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays, nothing else: a pickle cannot run code here."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_cifar10(
+    cache_dir: str | Path | None = None,
+    mirrors: Sequence[str] = CIFAR10_MIRRORS,
+    checksums: Mapping[str, str] = CIFAR10_FILES,
+) -> DataSplit:
+    """CIFAR-10: the five training batches (50,000 images) and the test batch (10,000) of the
+    python archive, as (N, 3, 32, 32) float32 in [0, 1] (multiples of 1/255) with the 10 class
+    labels. Downloaded once into the cache folder (170 MB; the images take 740 MB in memory)."""
+    folder = download_files(checksums, mirrors, cache_dir, what="CIFAR-10", alternative="train on MNIST")
+    path = folder / next(iter(checksums))
+    batches = {}
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            for member in archive.getmembers():
+                name = member.name.rsplit("/", 1)[-1]
+                if member.isfile() and (name.startswith("data_batch_") or name == "test_batch"):
+                    batch = _ArrayUnpickler(archive.extractfile(member), encoding="bytes").load()
+                    batches[name] = (np.asarray(batch[b"data"], dtype=np.uint8), np.asarray(batch[b"labels"]))
+    except (OSError, EOFError, tarfile.TarError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: not the CIFAR-10 python archive ({type(error).__name__}: {error}); "
+                         "delete it and download it again") from error
+    train_names = sorted(name for name in batches if name.startswith("data_batch_"))
+    if not train_names or "test_batch" not in batches:
+        raise ValueError(f"{path}: no data_batch_* or test_batch inside; delete it and download it again")
+
+    def images(pixels: np.ndarray) -> Tensor:
+        # Each row: the 1024 red, then green, then blue values of a 32x32 image, row by row.
+        if pixels.ndim != 2 or pixels.shape[1] != 3 * 32 * 32:
+            raise ValueError(f"{path}: expected (N, 3072) pixel rows, got {pixels.shape}")
+        return torch.from_numpy(pixels.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0)
+
+    train_x = np.concatenate([batches[name][0] for name in train_names])
+    train_y = np.concatenate([batches[name][1] for name in train_names])
+    test_x, test_y = batches["test_batch"]
+    return DataSplit(images(train_x), torch.from_numpy(train_y.astype(np.int64)), images(test_x),
+                     torch.from_numpy(test_y.astype(np.int64)), "cifar10")
+
+
+DATA_SOURCES = ("embedded", "full", "omniglot", "cifar10")
+
+
+def load_data(source: str = "embedded", seed: int = 0, cache_dir: str | Path | None = None) -> DataSplit:
+    """Any data set of the kit by name: 'embedded' or 'full' (MNIST, see `load_mnist`),
+    'omniglot' or 'cifar10' (downloaded once; `seed` is unused)."""
+    if source in ("embedded", "full"):
+        return load_mnist(source, seed=seed, cache_dir=cache_dir)
+    if source == "omniglot":
+        return load_omniglot(cache_dir)
+    if source == "cifar10":
+        return load_cifar10(cache_dir)
+    raise ValueError(f"unknown data source {source!r}; choose one of {DATA_SOURCES}")
+
+
 def dynamic_binarize(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Bernoulli(images), fresh each call: for training, where new samples act as augmentation."""
     return torch.bernoulli(images, generator=generator)
@@ -268,7 +398,7 @@ def iterate_minibatches(
     generator: torch.Generator | None = None,
     labels: Tensor | None = None,
 ) -> Iterator[Tensor] | Iterator[tuple[Tensor, Tensor]]:
-    """Yield (B, 1, 28, 28) batches, or (images, labels) pairs when labels are given.
+    """Yield (B, C, H, W) batches, or (images, labels) pairs when labels are given.
     The last batch may be smaller. A shuffle is reproducible with a seeded CPU generator."""
     # Arguments are checked here, not inside the generator, so mistakes fail at the call.
     if batch_size < 1:
@@ -295,18 +425,22 @@ def occlusion_mask(
     n_squares: int = 3,
     missing_fraction: float = 0.5,
 ) -> Tensor:
-    """float32 (B, 1, H, W) mask on the CPU, 1 = observed, 0 = missing.
+    """float32 (B, 1, H, W) mask on the CPU, 1 = observed, 0 = missing (one mask for all the colour
+    channels of an image).
 
-    "center": a centred square_size square (default 14) is missing; "top"/"bottom"/"left"/"right":
-    that half is missing; "squares": n_squares random square_size squares (default 8, may overlap)
-    per image; "pixels": each pixel missing with probability missing_fraction.
+    "center": a centred square_size square (default half the side: 14 of 28, 16 of 32) is missing;
+    "top"/"bottom"/"left"/"right": that half is missing; "squares": n_squares random square_size
+    squares (default 8 of 28, the same share of larger images; may overlap) per image; "pixels":
+    each pixel missing with probability missing_fraction.
     """
     if kind not in MASK_KINDS:
         raise ValueError(f"unknown mask kind {kind!r}; choose one of {MASK_KINDS}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if image_size < 2:
+        raise ValueError(f"image_size must be >= 2, got {image_size}")
     size, half = image_size, image_size // 2
-    side = square_size if square_size is not None else (14 if kind == "center" else 8)
+    side = square_size if square_size is not None else (half if kind == "center" else max(1, 8 * size // 28))
     if not 1 <= side <= size:
         raise ValueError(f"square_size must be between 1 and {size}, got {side}")
     if not 0.0 <= missing_fraction <= 1.0:
@@ -350,18 +484,22 @@ def random_occlusion_mask(
     return mask
 
 
-def check_images(x: Tensor, binary: bool = False, name: str = "x") -> None:
-    """Raise a ValueError that says what to do unless x is a non-empty float (B, 1, 28, 28)
-    batch of finite values in [0, 1] (and, with binary=True, only 0s and 1s)."""
+def check_images(x: Tensor, binary: bool = False, name: str = "x",
+                 shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+    """Raise a ValueError that says what to do unless x is a non-empty float (B, *shape) batch
+    (default (B, 1, 28, 28)) of finite values in [0, 1] (and, with binary=True, only 0s and 1s)."""
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if tuple(x.shape[1:]) != IMAGE_SHAPE:
+    shape = tuple(shape)
+    if tuple(x.shape[1:]) != shape:
         hint = ""
-        if x.dim() == 2 and x.shape[1] == 28 * 28:
-            hint = f"; flat images: use {name}.view(-1, 1, 28, 28)"
-        elif x.dim() == 3 and tuple(x.shape[1:]) == (28, 28):
+        if x.dim() == 2 and x.shape[1] == math.prod(shape):
+            hint = f"; flat images: use {name}.view(-1, {', '.join(map(str, shape))})"
+        elif shape[0] == 1 and x.dim() == 3 and tuple(x.shape[1:]) == shape[1:]:
             hint = f"; missing the channel axis: use {name}.unsqueeze(1)"
-        raise ValueError(f"{name} must have shape (B, 1, 28, 28), got {tuple(x.shape)}{hint}")
+        elif x.dim() == 4 and tuple(x.shape[1:]) == (*shape[1:], shape[0]):
+            hint = f"; channels last: use {name}.permute(0, 3, 1, 2)"
+        raise ValueError(f"{name} must have shape (B, {', '.join(map(str, shape))}), got {tuple(x.shape)}{hint}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (B = 0)")
     if not x.is_floating_point():

@@ -43,7 +43,7 @@ def heldout_mask(model: HVAE, x: torch.Tensor, seed: int) -> torch.Tensor | None
     if not model.config.conditional:
         return None
     generator = torch.Generator().manual_seed(seed)
-    return random_occlusion_mask(x.shape[0], generator=generator).to(x.device)
+    return random_occlusion_mask(x.shape[0], x.shape[-1], generator=generator).to(x.device)
 
 
 @torch.no_grad()
@@ -54,7 +54,7 @@ def per_image_scores(model: HVAE, images: Tensor, k: int, batch_size: int = 100,
 
     Per-image values let two models be compared digit by digit (`paired_difference`).
     """
-    check_images(images, name="images")
+    check_images(images, name="images", shape=model.config.image_shape)
     model.eval()
     device = next(model.parameters()).device
     x_all = prepare_heldout(model, images, seed)
@@ -96,7 +96,8 @@ def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = 100, 
     """The kit's held-out metrics, in fp32, on a fixed (seeded) binarisation of `images`.
 
     Returns nats (positive NLLs): elbo (mean, negative), nll_iwae (IWAE-k) with its standard
-    error over examples, bits_per_dim, kl per layer, active units per layer.
+    error over examples, bits_per_dim (the IWAE NLL per sub-pixel, in bits: the usual unit for
+    8-bit images), kl per layer, active units per layer.
     """
     scores = per_image_scores(model, images, k, batch_size, chunk_size, seed, progress)
     nll, nll_stderr = mean_stderr(scores["nll_iwae"])
@@ -106,7 +107,7 @@ def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = 100, 
         "elbo": scores["elbo"].mean().item(),
         "nll_iwae": nll,
         "nll_iwae_stderr": nll_stderr,
-        "bits_per_dim": bits_per_dim(nll),
+        "bits_per_dim": bits_per_dim(nll, math.prod(model.config.image_shape)),
         "kl_per_layer": scores["kl"].mean(0).tolist(),
         "active_units": active_units(model, prepare_heldout(model, images, seed), batch_size=batch_size),
     }

@@ -6,8 +6,10 @@
   masked image and the mask, so one pass through the generator gives a sample.
 - `missing_log_likelihood` scores either kind: log p(x_missing | x_observed) in nats.
 
-Masks are (B, 1, 28, 28) floats, 1 = observed, as `data.occlusion_mask` makes them. Samples come
-back as (B, S, 1, 28, 28): S samples of each image, observed pixels copied from x.
+Images x are (B, C, H, W) as the model wants them (MNIST: (B, 1, 28, 28); CIFAR-10:
+(B, 3, 32, 32)). Masks are (B, 1, H, W) floats, 1 = observed, one per image for all its colour
+channels, as `data.occlusion_mask` makes them. Samples come back as (B, S, C, H, W): S samples
+of each image, observed pixels copied from x.
 """
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ Model = HVAE | MLPVAE
 
 def _check(model: Model, x: Tensor, observed: Tensor, conditional: bool | None) -> None:
     """Raise a ValueError saying what to do if the model or mask does not fit the method."""
-    if observed.shape != x.shape or x.shape[1:] != (1, 28, 28):
-        raise ValueError(f"x and observed must both be (B, 1, 28, 28), got {tuple(x.shape)} "
-                         f"and {tuple(observed.shape)}")
+    c, h, w = model.config.image_shape
+    if tuple(x.shape[1:]) != (c, h, w) or tuple(observed.shape) != (x.shape[0], 1, h, w):
+        raise ValueError(f"x must be (B, {c}, {h}, {w}) and observed (B, 1, {h}, {w}) for this model, got "
+                         f"{tuple(x.shape)} and {tuple(observed.shape)}")
     if not ((observed == 0) | (observed == 1)).all():
         raise ValueError("observed must hold only 0 (missing) and 1 (observed); see data.occlusion_mask")
     head = getattr(model, "head", None)
@@ -47,13 +50,12 @@ def _repeat(t: Tensor, n: int) -> Tensor:
 
 
 def _draw(model: Model, params: Tensor, binary: bool) -> Tensor:
-    """x ~ p(x | z) given the head's parameters (B, 1, 28, 28); binary=False gives the mean."""
-    mean = torch.sigmoid(params)  # Bernoulli probabilities or Gaussian means alike
-    if not binary:
-        return mean
-    if model.config.likelihood == "bernoulli":
-        return torch.bernoulli(mean)
-    return (mean + torch.exp(model.head.log_scale) * torch.randn_like(mean)).clamp(0, 1)
+    """x ~ p(x | z) given the output parameters (B, C * P, H, W) -> (B, C, H, W); binary=False
+    gives the mean."""
+    head = getattr(model, "head", None)
+    if head is None:  # the MLP baseline: Bernoulli logits
+        return torch.bernoulli(torch.sigmoid(params)) if binary else torch.sigmoid(params)
+    return head.draw(params) if binary else head.mean(params)
 
 
 @torch.no_grad()
@@ -63,10 +65,11 @@ def impute_iterative(model: Model, x: Tensor, observed: Tensor, n_steps: int = 2
     """Pseudo-Gibbs imputation with an unconditional factorised model.
 
     Missing pixels start as coin flips (binary, as a Bernoulli model expects); each step draws
-    z ~ q(z | current image) and then the missing pixels from p(x | z). x, observed: (B, 1, 28, 28)
-    -> samples (B, n_samples, 1, 28, 28); with binary=False the last step returns the mean of
-    p(x | z) in the missing pixels (smoother pictures). return_chain: also the image after every
-    step, (n_steps, B, n_samples, 1, 28, 28).
+    z ~ q(z | current image) and then the missing pixels from p(x | z). x: (B, C, H, W), observed:
+    (B, 1, H, W) -> samples (B, n_samples, C, H, W); with binary=False the last step returns the
+    mean of p(x | z) in the missing pixels (smoother pictures). return_chain: also the image after
+    every step, (n_steps, B, n_samples, C, H, W). Coin-flip pixels (0 or 1) are valid values of
+    every likelihood, 8-bit ones included.
     """
     _check(model, x, observed, conditional=False)
     if n_steps < 1 or n_samples < 1:
@@ -93,7 +96,7 @@ def impute_iterative(model: Model, x: Tensor, observed: Tensor, n_steps: int = 2
 def impute_conditional(model: HVAE, x: Tensor, observed: Tensor, n_samples: int = 1, temperature: float = 1.0,
                        binary: bool = True, seed: int | None = 0) -> Tensor:
     """Samples from a conditional model: z from the prior p(z | masked x, mask), then the missing
-    pixels from p(x | z). x, observed: (B, 1, 28, 28) -> (B, n_samples, 1, 28, 28)."""
+    pixels from p(x | z). x: (B, C, H, W), observed: (B, 1, H, W) -> (B, n_samples, C, H, W)."""
     _check(model, x, observed, conditional=True)
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
@@ -109,7 +112,7 @@ def impute_conditional(model: HVAE, x: Tensor, observed: Tensor, n_samples: int 
 @torch.no_grad()
 def missing_log_likelihood(model: Model, x: Tensor, observed: Tensor, k: int = 100, chunk_size: int = 100,
                            seed: int | None = 0, log_px: Tensor | None = None) -> Tensor:
-    """log p(x_missing | x_observed) per image, in nats: (B, 1, 28, 28) -> (B,).
+    """log p(x_missing | x_observed) per image, in nats: x (B, C, H, W), observed (B, 1, H, W) -> (B,).
 
     Conditional model: the IWAE-k bound with the mask (its reconstruction term counts only the
     missing pixels). Unconditional factorised model: IWAE-k of log p(x) minus IWAE-k of
@@ -139,7 +142,7 @@ def missing_log_likelihood(model: Model, x: Tensor, observed: Tensor, k: int = 1
 @torch.no_grad()
 def full_log_likelihood(model: Model, x: Tensor, k: int = 100, chunk_size: int = 100, seed: int = 0) -> Tensor:
     """IWAE-k log p(x) with the latent samples of `seed`: the first term of the unconditional
-    `missing_log_likelihood`. (B, 1, 28, 28) -> (B,) on the CPU."""
+    `missing_log_likelihood`. (B, C, H, W) -> (B,) on the CPU."""
     device = model_device(model)
     model.eval()
     with seeded(seed, device):
@@ -149,12 +152,13 @@ def full_log_likelihood(model: Model, x: Tensor, k: int = 100, chunk_size: int =
 def imputation_scores(models: Mapping[str, Model], x: Tensor, kinds: Sequence[str], k: int = 100,
                       seed: int = 0) -> list[dict[str, float | str]]:
     """log p(x_missing | x_observed) of each model under each kind of occlusion, one row per
-    (kind, model): kind, model, missing (mean number of missing pixels), nats (mean per image)
-    and nats_per_pixel. Every model sees the same seeded masks. x: (B, 1, 28, 28)."""
+    (kind, model): kind, model, missing (mean number of missing sub-pixels), nats (mean per image)
+    and nats_per_pixel (per missing sub-pixel: a missing RGB pixel counts 3). Every model sees the
+    same seeded masks. x: (B, C, H, W)."""
     rows = []
     for kind in kinds:
-        mask = occlusion_mask(kind, x.shape[0], generator=torch.Generator().manual_seed(seed))
-        n_missing = (1 - mask).sum().item()
+        mask = occlusion_mask(kind, x.shape[0], x.shape[-1], generator=torch.Generator().manual_seed(seed))
+        n_missing = (1 - mask).sum().item() * x.shape[1]
         for name, model in models.items():
             total = missing_log_likelihood(model, x, mask, k=k, seed=seed).sum().item()
             rows.append({"kind": kind, "model": name, "missing": n_missing / x.shape[0],

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import LEAK, Branch, downsample, gaussian_head, upsample
-from .config import IMAGE_SIZE, HVAEConfig
+from .config import HVAEConfig
 from .data import check_images
 from .distributions import DiagonalGaussian, MixturePrior, soft_clamp, sum_except_batch
 from .likelihoods import OutputHead
@@ -40,7 +40,7 @@ class HVAEOutput:
     recon: Tensor         # (B,) -log p(x | z), the reconstruction term
     kl: Tensor            # (B, n_latent_layers) KL of each layer, top vector first
     log_weight: Tensor    # (B,) log p(x, z) - log q(z | x) of the sampled z: one IWAE term
-    params: Tensor        # (B, 1, 28, 28) logits (Bernoulli) or means (Gaussian) of p(x | z)
+    params: Tensor        # (B, C * P, H, W): parameters of p(x | z), P per sub-pixel (see OutputHead)
     layers: list[LayerStats]
 
     @property
@@ -55,10 +55,11 @@ def _gaussian(params: Tensor) -> DiagonalGaussian:
 
 
 class BottomUp(nn.Module):
-    """x (B, in, 28, 28) -> one state per latent map (coarse to fine, (B, width, r, r)) and a top vector."""
+    """x (B, in, S, S) -> one state per latent map (coarse to fine, (B, width, r, r)) and a top vector."""
 
-    def __init__(self, config: HVAEConfig, in_channels: int = 1):
+    def __init__(self, config: HVAEConfig, in_channels: int | None = None):
         super().__init__()
+        in_channels = config.image_channels if in_channels is None else in_channels
         self.resolutions = config.resolutions[::-1]  # the BU stream runs fine to coarse
         width, top_res = config.width, config.resolutions[0]
         self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
@@ -180,13 +181,15 @@ class LatentLayer(nn.Module):
 
 
 class HVAE(nn.Module):
-    """A deep hierarchical VAE built from an `HVAEConfig`. Images are (B, 1, 28, 28)."""
+    """A deep hierarchical VAE built from an `HVAEConfig`. Images are (B, C, S, S) = (B, *config.image_shape),
+    e.g. (B, 1, 28, 28) for MNIST; occlusion masks are (B, 1, S, S), shared by the colour channels."""
 
     def __init__(self, config: HVAEConfig):
         super().__init__()
         self.config = config
         self.bottom_up = BottomUp(config)
-        self.context_net = BottomUp(config, in_channels=2) if config.conditional else None
+        # The context is the masked image and the mask: C + 1 channels.
+        self.context_net = BottomUp(config, in_channels=config.image_channels + 1) if config.conditional else None
         self.top = TopLatent(config)
         self.layers = nn.ModuleList(LatentLayer(config, res) for res in config.resolutions)
         self.out_block = Branch(config.width, config.width, config.width)
@@ -209,7 +212,7 @@ class HVAE(nn.Module):
                  keep_posterior: int | None = None, temperature: float = 1.0,
                  forced: list[Tensor | None] | None = None,
                  component: int | None = None) -> tuple[Tensor, list[LayerStats]]:
-        """The one generative path: returns the output features (B, width, 28, 28) and per-layer stats.
+        """The one generative path: returns the output features (B, width, S, S) and per-layer stats.
 
         bu: bottom-up states of an image (inference), or None (pure prior sampling).
         keep_posterior: with bu, use the posterior for the top k layers only, the prior below.
@@ -235,20 +238,21 @@ class HVAE(nn.Module):
             h, merge_state, layer_stats = layer(h, merge_state, bu_state, context_states[i - 1],
                                                 temperature, forced[i])
             stats.append(layer_stats)
-        h = upsample(h, IMAGE_SIZE)
+        h = upsample(h, self.config.image_size)
         return h + self.out_block(h), stats
 
     def forward(self, x: Tensor, observed: Tensor | None = None, pixel_mask: Tensor | None = None) -> HVAEOutput:
-        """Inference and the ELBO. x: (B, 1, 28, 28); observed: (B, 1, 28, 28) mask, 1 = seen.
+        """Inference and the ELBO. x: (B, C, S, S); observed: (B, 1, S, S) mask, 1 = seen.
 
         A conditional model sees x * observed and the mask in its prior, and its reconstruction
         term counts only the missing pixels (those it must impute). `pixel_mask` (1 = counts)
         restricts the reconstruction term of any factorised model, e.g. to the observed pixels
         for log p(x_observed), the missing ones being marginalised out.
         """
-        check_images(x, binary=self.config.likelihood == "bernoulli", name="x")
+        shape = self.config.image_shape
+        check_images(x, binary=self.config.likelihood == "bernoulli", name="x", shape=shape)
         if observed is not None:
-            check_images(observed, binary=True, name="observed")
+            check_images(observed, binary=True, name="observed", shape=(1, *shape[1:]))
         if pixel_mask is None and self.config.conditional:
             if observed is None:
                 raise ValueError("a conditional (imputation) model needs the image and its observed-pixel mask")
@@ -269,8 +273,9 @@ class HVAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, component: int | None = None,
                binary: bool = False) -> Tensor:
-        """n images from the prior: (n, 1, 28, 28). binary=False gives pixel probabilities
-        (factorised heads), which show a sample's shape more clearly than a binary draw."""
+        """n images from the prior: (n, C, S, S). binary=False gives the mean of p(x | z) (pixel
+        probabilities for a factorised Bernoulli head), which shows a sample's shape more clearly
+        than a draw."""
         if self.config.conditional:
             raise ValueError("a conditional model samples given an observed image: use impute()")
         features, _ = self.top_down(n, temperature=temperature, component=component)
@@ -280,7 +285,7 @@ class HVAE(nn.Module):
     def resample_below(self, x: Tensor, keep: int, temperature: float = 1.0, binary: bool = False) -> Tensor:
         """Keep the posterior latents of the top `keep` layers of each image, sample the rest.
 
-        keep = 0 is a prior sample, keep = n_latent_layers a reconstruction. (B, 1, 28, 28) -> same.
+        keep = 0 is a prior sample, keep = n_latent_layers a reconstruction. (B, C, S, S) -> same.
         """
         if not 0 <= keep <= self.n_latent_layers:
             raise ValueError(f"keep must be in 0..{self.n_latent_layers}, got {keep}")

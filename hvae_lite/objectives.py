@@ -64,7 +64,7 @@ def training_loss(output: HVAEOutput, beta: float = 1.0, free_bits: float = 0.0,
 @torch.no_grad()
 def iwae_log_likelihood(model: HVAE, x: Tensor, k: int, chunk_size: int = 100,
                         observed: Tensor | None = None, pixel_mask: Tensor | None = None) -> Tensor:
-    """IWAE-k estimate of log p(x) per example: log mean_k exp(log w_k). (B, 1, 28, 28) -> (B,).
+    """IWAE-k estimate of log p(x) per example: log mean_k exp(log w_k). (B, C, H, W) -> (B,).
 
     `observed` and `pixel_mask` are passed to the model (see `HVAE.forward`): with a pixel mask
     this estimates the marginal likelihood of the counted pixels only. The k samples are drawn in chunks of `chunk_size` copies of the batch and combined with a
@@ -87,5 +87,6 @@ def iwae_log_likelihood(model: HVAE, x: Tensor, k: int, chunk_size: int = 100,
 
 
 def bits_per_dim(nats: Tensor | float, n_dims: int = N_PIXELS) -> Tensor | float:
-    """Convert a negative log-likelihood in nats per image to bits per pixel."""
+    """Convert a negative log-likelihood in nats per image to bits per dimension (sub-pixel):
+    n_dims = C * H * W of the images (default 784, MNIST)."""
     return nats / (n_dims * math.log(2))

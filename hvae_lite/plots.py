@@ -15,7 +15,7 @@ from torch import Tensor
 
 
 def image_grid(images: Tensor, ncols: int | None = None, title: str | None = None, scale: float = 0.6) -> Figure:
-    """A grid of (N, 1, 28, 28) images in [0, 1], white digits on black."""
+    """A grid of (N, C, H, W) images in [0, 1]: grey (C = 1, white digits on black) or RGB (C = 3)."""
     n = images.shape[0]
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
@@ -24,7 +24,7 @@ def image_grid(images: Tensor, ncols: int | None = None, title: str | None = Non
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(images[i, 0].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+            _imshow(ax, images[i])
     if title:
         fig.suptitle(title)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
@@ -94,7 +94,7 @@ def active_units_bar(active: Sequence[int], units_per_layer: Sequence[int] | Non
 def layer_resample_grid(samples: Tensor, keeps: Sequence[int], originals: Tensor | None = None,
                         title: str | None = None, scale: float = 0.6) -> Figure:
     """Rows: number k of top layers kept from the posterior; columns: for each digit, its original
-    (if given) then its samples. samples: (len(keeps), B, S, 1, 28, 28); originals: (B, 1, 28, 28)."""
+    (if given) then its samples. samples: (len(keeps), B, S, C, H, W); originals: (B, C, H, W)."""
     n_keeps, n_digits, n_samples = samples.shape[:3]
     if n_keeps != len(keeps):
         raise ValueError(f"{n_keeps} rows of samples but {len(keeps)} keep values")
@@ -111,7 +111,7 @@ def layer_resample_grid(samples: Tensor, keeps: Sequence[int], originals: Tensor
                 _show(ax, image)
                 if originals is not None and col == 0:
                     _frame(ax, "tab:orange")  # the original, not a sample
-        axes[row, 0].text(-4, 14, f"k={keep}", ha="right", va="center", fontsize=8)
+        axes[row, 0].text(-4, samples.shape[-2] / 2, f"k={keep}", ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title)
     fig.subplots_adjust(left=0.6 / fig.get_figwidth(), wspace=0.05, hspace=0.05)
@@ -120,14 +120,14 @@ def layer_resample_grid(samples: Tensor, keeps: Sequence[int], originals: Tensor
 
 def component_samples(images: Tensor, title: str = "Samples from each mixture component",
                       scale: float = 0.6) -> Figure:
-    """One row per mixture component: images (K, n, 1, 28, 28)."""
+    """One row per mixture component: images (K, n, C, H, W)."""
     n_components, n = images.shape[:2]
     fig = Figure(figsize=(n * scale + 0.6, n_components * scale + 0.4))
     axes = fig.subplots(n_components, n, squeeze=False)
     for c in range(n_components):
         for j in range(n):
             _show(axes[c, j], images[c, j])
-        axes[c, 0].text(-4, 14, f"c={c}", ha="right", va="center", fontsize=8)
+        axes[c, 0].text(-4, images.shape[-2] / 2, f"c={c}", ha="right", va="center", fontsize=8)
     fig.suptitle(title)
     fig.subplots_adjust(left=0.6 / fig.get_figwidth(), wspace=0.05, hspace=0.05)
     return fig
@@ -156,8 +156,9 @@ MISSING_COLOUR = np.array([0.15, 0.3, 0.75])  # where a masked input has no pixe
 
 def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor], scale: float = 0.7) -> Figure:
     """One row per image: the original, the masked input (missing pixels in blue), then the samples
-    of each method, imputed pixels tinted amber. x, observed: (B, 1, 28, 28); each imputation
-    (B, S, 1, 28, 28)."""
+    of each method; grey images have their imputed pixels tinted amber, colour images keep their
+    colours (the input column shows where the gap is). x: (B, C, H, W), observed: (B, 1, H, W);
+    each imputation (B, S, C, H, W)."""
     columns = [("original", None), ("input", None)]
     columns += [(name if s == 0 else "", (name, s)) for name, samples in imputations.items()
                 for s in range(samples.shape[1])]
@@ -165,9 +166,9 @@ def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor],
     fig = Figure(figsize=(len(columns) * scale, n_rows * scale + 0.5))
     axes = fig.subplots(n_rows, len(columns), squeeze=False)
     for b in range(n_rows):
-        image, seen = x[b, 0].cpu().numpy(), observed[b, 0].cpu().numpy()
-        pictures = [np.stack([image] * 3, -1), _masked_rgb(image, seen)]
-        pictures += [_imputed_rgb(imputations[name][b, s, 0].cpu().numpy(), seen) for _, (name, s) in columns[2:]]
+        image, seen = _rgb(x[b]), observed[b, 0].cpu().numpy()
+        pictures = [image, _masked_rgb(image, seen)]
+        pictures += [_imputed_rgb(imputations[name][b, s], seen) for _, (name, s) in columns[2:]]
         for ax, picture in zip(axes[b], pictures):
             ax.imshow(picture, vmin=0, vmax=1)
             ax.axis("off")
@@ -177,21 +178,40 @@ def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor],
     return fig
 
 
+def _rgb(image: Tensor) -> np.ndarray:
+    """(1, H, W) grey or (3, H, W) colour image -> (H, W, 3) array for imshow."""
+    if image.shape[0] not in (1, 3):
+        raise ValueError(f"images need 1 (grey) or 3 (RGB) channels, got shape {tuple(image.shape)}")
+    array = image.detach().cpu().float().numpy().transpose(1, 2, 0)
+    return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
+
+
+def _imshow(ax, image: Tensor) -> None:
+    """(C, H, W) in [0, 1]: grey levels with a fixed 0..1 scale, or RGB."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(_rgb(image).clip(0, 1))
+
+
 def _masked_rgb(image: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """(28, 28) grey image and mask -> (28, 28, 3): observed pixels grey, missing ones coloured."""
+    """(H, W, 3) image and (H, W) mask -> (H, W, 3): observed pixels as they are, missing ones blue."""
     seen = seen[..., None]
-    return seen * image[..., None] + (1 - seen) * MISSING_COLOUR
+    return seen * image + (1 - seen) * MISSING_COLOUR
 
 
-def _imputed_rgb(image: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Observed pixels grey; imputed pixels amber on a dark blue ground, so the filled region shows."""
-    seen, value = seen[..., None], image[..., None]
+def _imputed_rgb(image: Tensor, seen: np.ndarray) -> np.ndarray:
+    """(C, H, W) imputed image -> (H, W, 3). Grey: observed pixels grey, imputed ones amber on a dark
+    blue ground, so the filled region shows. Colour: the colours themselves."""
+    if image.shape[0] != 1:
+        return _rgb(image).clip(0, 1)
+    seen, value = seen[..., None], _rgb(image)[..., :1]
     imputed = value * np.array([1.0, 0.75, 0.2]) + (1 - value) * MISSING_COLOUR * 0.4
     return seen * value + (1 - seen) * imputed
 
 
 def _show(ax, image: Tensor) -> None:
-    ax.imshow(image[0].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+    _imshow(ax, image)
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():

@@ -81,7 +81,7 @@ class Trainer:
     def __init__(self, config: ModelConfig, train_config: TrainConfig, data: DataSplit,
                  checkpoint_path: str | Path | None = None,
                  callback: Callable[[dict[str, Any]], None] | None = None, progress: bool = True):
-        check_images(data.train_images, name="train_images")
+        check_images(data.train_images, name="train_images", shape=config.image_shape)
         self.config, self.train_config, self.data = config, train_config, data
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.callback, self.progress = callback, progress
@@ -146,7 +146,8 @@ class Trainer:
 
     def _batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = dynamic_binarize(images, self.data_rng) if self.config.likelihood == "bernoulli" else images
-        observed = random_occlusion_mask(len(x), generator=self.data_rng) if self.config.conditional else None
+        observed = (random_occlusion_mask(len(x), x.shape[-1], generator=self.data_rng)
+                    if self.config.conditional else None)
         return x.to(self.device), None if observed is None else observed.to(self.device)
 
     def _loss(self, x: torch.Tensor, observed: torch.Tensor | None, beta: float, free_bits: float):
