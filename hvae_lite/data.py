@@ -278,20 +278,24 @@ def load_mnist(source: str = "embedded", seed: int = 0, cache_dir: str | Path | 
 
 def load_omniglot(
     cache_dir: str | Path | None = None,
-    mirrors: Sequence[str] = OMNIGLOT_MIRRORS,
-    checksums: Mapping[str, str] = OMNIGLOT_FILES,
+    mirrors: Sequence[str] | None = None,
+    checksums: Mapping[str, str] | None = None,
 ) -> DataSplit:
     """Omniglot as the IWAE and Ladder VAE papers use it: `chardata.mat` of the IWAE repository,
     24,345 training and 8,070 test images (N, 1, 28, 28) of grey levels in [0, 1] (binarise them
-    like MNIST), labelled by alphabet (50 classes). Downloaded once into the cache folder."""
+    like MNIST), labelled by alphabet (50 classes). Downloaded once into the cache folder.
+    mirrors, checksums: None for OMNIGLOT_MIRRORS and OMNIGLOT_FILES."""
     from scipy.io import loadmat  # scipy reads MATLAB files; only this loader needs it
+    from scipy.io.matlab import MatReadError
 
-    folder = download_files(checksums, mirrors, cache_dir, what="Omniglot", alternative="train on MNIST")
+    checksums = OMNIGLOT_FILES if checksums is None else checksums
+    folder = download_files(checksums, OMNIGLOT_MIRRORS if mirrors is None else mirrors, cache_dir,
+                            what="Omniglot", alternative="train on MNIST (--data embedded)")
     path = folder / next(iter(checksums))
     try:
         raw = loadmat(path)
         parts = [raw[key] for key in ("data", "target", "testdata", "testtarget")]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, MatReadError) as error:
         raise ValueError(f"{path}: not the Omniglot chardata.mat ({type(error).__name__}: {error}); "
                          "delete it and download it again") from error
 
@@ -313,9 +317,10 @@ def load_omniglot(
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays, nothing else: a pickle cannot run code here."""
+    """Unpickles plain containers and numpy arrays, nothing else: a pickle cannot run code here.
+    (_codecs.encode turns text into bytes: Python 3 writes bytes that way in protocol 2 pickles.)"""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ALLOWED = {("_codecs", "encode"), ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"),
                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
 
@@ -327,13 +332,16 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def load_cifar10(
     cache_dir: str | Path | None = None,
-    mirrors: Sequence[str] = CIFAR10_MIRRORS,
-    checksums: Mapping[str, str] = CIFAR10_FILES,
+    mirrors: Sequence[str] | None = None,
+    checksums: Mapping[str, str] | None = None,
 ) -> DataSplit:
     """CIFAR-10: the five training batches (50,000 images) and the test batch (10,000) of the
     python archive, as (N, 3, 32, 32) float32 in [0, 1] (multiples of 1/255) with the 10 class
-    labels. Downloaded once into the cache folder (170 MB; the images take 740 MB in memory)."""
-    folder = download_files(checksums, mirrors, cache_dir, what="CIFAR-10", alternative="train on MNIST")
+    labels. Downloaded once into the cache folder (170 MB; the images take 740 MB in memory).
+    mirrors, checksums: None for CIFAR10_MIRRORS and CIFAR10_FILES."""
+    checksums = CIFAR10_FILES if checksums is None else checksums
+    folder = download_files(checksums, CIFAR10_MIRRORS if mirrors is None else mirrors, cache_dir,
+                            what="CIFAR-10", alternative="train on MNIST (--data embedded)")
     path = folder / next(iter(checksums))
     batches = {}
     try:
