@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .checkpoints import CheckpointError, load_checkpoint
 from .config import PRESETS, get_preset
 from .data import DATA_SOURCES, DataDownloadError, load_data
@@ -38,7 +39,22 @@ def _train_config_fields(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train (or resume) a run; under torchrun, on every rank with DistributedDataParallel."""
+    dist = distributed.init_from_environment(resolve_device(args.device or TrainConfig.device))
+    try:
+        _train(args, dist)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, dist: distributed.DistContext) -> None:
+    say = print if dist.is_main else (lambda *a, **k: None)  # one rank speaks for all
+    # Rank 0 fetches a data set that is not cached yet while the others wait, then all read the cache.
+    if not dist.is_main:
+        dist.barrier()
     data = load_data(args.data, seed=args.split_seed)
+    if dist.is_main:
+        dist.barrier()
     if args.limit_train:
         data = dataclasses.replace(data, train_images=data.train_images[: args.limit_train],
                                    train_labels=data.train_labels[: args.limit_train])
@@ -49,16 +65,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         config = get_preset(args.preset, **_parse_overrides(args.set))
         trainer = Trainer(config, TrainConfig(**_train_config_fields(args)), data,
                           checkpoint_path=out, progress=not args.quiet)
-    print(f"training {args.preset if not args.resume else out} on {trainer.device} "
-          f"({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f} M parameters, "
-          f"{trainer.config.n_latent_layers} latent layers) -> {out}")
+    ranks = f" x {dist.world_size} ranks (batch {trainer.train_config.batch_size} each)" if dist.enabled else ""
+    say(f"training {args.preset if not args.resume else out} on {trainer.device}{ranks} "
+        f"({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f} M parameters, "
+        f"{trainer.config.n_latent_layers} latent layers) -> {out}")
     if trainer.init_note:
-        print(trainer.init_note)
-    history = trainer.fit()
+        say(trainer.init_note)
+    history = trainer.fit(until_epoch=args.stop_after)
     if history:
         last = history[-1]
-        print(f"epoch {last['epoch']}: train ELBO {last['elbo']:.2f}, held-out ELBO {last['test_elbo']:.2f} nats, "
-              f"{last['images_per_s']:.0f} images/s")
+        say(f"epoch {last['epoch']}: train ELBO {last['elbo']:.2f}, held-out ELBO {last['test_elbo']:.2f} nats, "
+            f"{last['images_per_s']:.0f} images/s{' in all' if dist.enabled else ''}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -111,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="change a config field of the preset, e.g. --set width=48 (repeatable)")
     train.add_argument("--out", required=True, help="checkpoint path (.pt)")
     train.add_argument("--resume", action="store_true", help="continue the run saved at --out")
+    train.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
+                       help="stop after this epoch, the schedule still spanning --epochs (for time-limited "
+                            "jobs); continue with --resume")
     train.add_argument("--limit-train", type=int, default=0, metavar="N",
                        help="train on the first N training images only (0: all), for quick trials")
     for name, kind in [("epochs", int), ("batch_size", int), ("lr", float), ("warmup_epochs", float),

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoints import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from .data import (DataSplit, check_images, dynamic_binarize, fixed_binarize, iterate_minibatches,
                    random_occlusion_mask)
@@ -76,6 +77,12 @@ class Trainer:
 
     The model, optimiser, schedule, data order and RNG are all restored by `Trainer.resume`,
     so an interrupted run continues to exactly the numbers of an uninterrupted one.
+
+    Under torchrun (see `distributed`) each of the N ranks trains a DistributedDataParallel
+    replica on its own slice of every global batch of N * batch_size images (the same seeded
+    order, binarisation and masks on every rank), so N ranks of batch B/N follow one process of
+    batch B up to the model's sampling noise. Statistics are summed over ranks; rank 0 evaluates,
+    prints and writes the checkpoint, which holds every rank's RNG state.
     """
 
     def __init__(self, config: ModelConfig, train_config: TrainConfig, data: DataSplit,
@@ -86,11 +93,21 @@ class Trainer:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.callback, self.progress = callback, progress
         self.device = resolve_device(train_config.device)
+        self.dist = distributed.current()
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per rank
         torch.manual_seed(train_config.seed)
         self.model = build_model(config).to(self.device)
         self.init_note = ""
         if train_config.init_from:
             self.init_note = warm_start(self.model, load_checkpoint(train_config.init_from))
+        # What the training step calls: DDP averages the gradients over ranks (and starts every
+        # replica from rank 0's weights); a single process uses the model itself.
+        self.train_module = (torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.dist.enabled else self.model)
+        if self.dist.rank > 0:  # each rank draws its own latent noise; rank 0 draws as a single process would
+            torch.manual_seed(train_config.seed + self.dist.rank)
         self.ema = (torch.optim.swa_utils.AveragedModel(
             self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train_config.ema_decay))
             if train_config.ema_decay > 0 else None)
@@ -122,7 +139,12 @@ class Trainer:
         trainer.scheduler.T_max = max(1, train_config.epochs)
         trainer.epoch, trainer.step, trainer.history = ckpt.epoch, ckpt.step, list(ckpt.history)
         trainer.data_rng.set_state(ckpt.rng_state["data"])
-        trainer.sampling_rng = {k: v for k, v in ckpt.rng_state.items() if k != "data"}
+        # Rank r > 0 finds its state under "<name>.rank<r>" (a run with as many ranks as this one).
+        suffix = f".rank{trainer.dist.rank}" if trainer.dist.rank else ""
+        mine = {k.removesuffix(suffix): v for k, v in ckpt.rng_state.items()
+                if k != "data" and ((".rank" not in k) if not suffix else k.endswith(suffix))}
+        if mine:
+            trainer.sampling_rng = mine
         return trainer
 
     def _global_rng_state(self) -> dict[str, torch.Tensor]:
@@ -132,7 +154,11 @@ class Trainer:
         return rng
 
     def checkpoint(self) -> Checkpoint:
+        """The run so far. Under torchrun every rank must call it (it gathers their RNG states)."""
         rng = {"data": self.data_rng.get_state(), **self.sampling_rng}
+        for rank, state in enumerate(self.dist.gather(self.sampling_rng)):
+            if rank > 0:
+                rng.update({f"{name}.rank{rank}": value for name, value in state.items()})
         return Checkpoint(config=self.config, model_state=self.model.state_dict(),
                           train_config=self.train_config.to_dict(), history=self.history,
                           epoch=self.epoch, step=self.step, optimizer_state=self.optimizer.state_dict(),
@@ -152,7 +178,7 @@ class Trainer:
 
     def _loss(self, x: torch.Tensor, observed: torch.Tensor | None, beta: float, free_bits: float):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train_config.amp):
-            out = self.model(x, observed)
+            out = self.train_module(x, observed)
         weights = None
         if self.train_config.kl_balance and beta < 1:
             units = torch.tensor([s.z[0].numel() for s in out.layers], dtype=torch.float32, device=out.kl.device)
@@ -162,20 +188,32 @@ class Trainer:
     def _train_epoch(self) -> dict[str, Any]:
         cfg = self.train_config
         self.model.train()
-        n_batches = math.ceil(len(self.data.train_images) / cfg.batch_size)
+        world, rank = self.dist.world_size, self.dist.rank
+        # A global batch is world * batch_size images; a last one too small to give every rank an
+        # image is dropped (a single process drops nothing).
+        global_batch = cfg.batch_size * world
+        n_images = len(self.data.train_images)
+        n_batches = n_images // global_batch + (n_images % global_batch >= world)
         warmup_steps = int(cfg.warmup_epochs * n_batches)
         elbo_sum, kl_sum, n_seen, skipped = 0.0, torch.zeros(self.model.n_latent_layers), 0, 0
         start = time.perf_counter()
-        batches = iterate_minibatches(self.data.train_images, cfg.batch_size, shuffle=True, generator=self.data_rng)
+        batches = iterate_minibatches(self.data.train_images, global_batch, shuffle=True, generator=self.data_rng)
         bar = tqdm(batches, total=n_batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                   disable=not self.progress, leave=False)
+                   disable=not self.progress or not self.dist.is_main, leave=False)
         for images in bar:
+            if len(images) < world:
+                break
+            # Every rank binarises and masks the whole global batch with the shared generator (so
+            # the generators stay in step), then keeps its own slice.
             x, observed = self._batch(images)
+            if self.dist.enabled:
+                x = x.tensor_split(world)[rank]
+                observed = None if observed is None else observed.tensor_split(world)[rank]
             beta = kl_weight(self.step, warmup_steps)
             free_bits = free_bits_at(self.step / n_batches, cfg.free_bits, cfg.warmup_epochs, cfg.free_bits_end_epoch)
             loss, elbo, kl = self._step_fn(x, observed, beta, free_bits)
             self.optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
+            if not self.dist.all_true(torch.isfinite(loss)):  # every rank skips together, or none does
                 skipped += 1
                 continue
             loss.backward()
@@ -197,15 +235,26 @@ class Trainer:
                 f"gradient. The last good checkpoint is kept{f' at {self.checkpoint_path}' if self.checkpoint_path else ''}; "
                 "try a lower learning rate, a longer KL warm-up or amp=False")
         seconds = time.perf_counter() - start
+        if self.dist.enabled:  # sums over ranks: the record describes every global batch in full
+            totals = self.dist.sum(torch.tensor([elbo_sum, n_seen, *kl_sum.tolist()], dtype=torch.float64,
+                                                device=self.device))
+            elbo_sum, n_seen, kl_sum = totals[0].item(), int(totals[1].item()), totals[2:].float().cpu()
         self.scheduler.step()
         return {"epoch": self.epoch + 1, "elbo": elbo_sum / max(n_seen, 1), "loss": -elbo_sum / max(n_seen, 1),
                 "kl": (kl_sum / max(n_seen, 1)).tolist(), "beta": beta, "free_bits": free_bits, "lr": self.optimizer.param_groups[0]["lr"],
-                "skipped": skipped, "seconds": seconds, "images_per_s": n_seen / seconds}
+                "skipped": skipped, "images": n_seen, "seconds": seconds, "images_per_s": n_seen / seconds}
 
-    def fit(self) -> list[dict[str, Any]]:
-        """Train to `train_config.epochs`; Ctrl-C stops cleanly, keeping the last checkpoint."""
-        epochs = range(self.epoch, self.train_config.epochs)
-        bar = tqdm(epochs, desc="training", disable=not self.progress)
+    def fit(self, until_epoch: int | None = None) -> list[dict[str, Any]]:
+        """Train to `train_config.epochs`; Ctrl-C stops cleanly, keeping the last checkpoint.
+
+        until_epoch: stop after this epoch instead, the schedule still spanning all the epochs
+        (for a job with a time limit, e.g. on a cluster's queue; `Trainer.resume` continues it).
+        """
+        if until_epoch is not None and until_epoch < 1:
+            raise ValueError(f"until_epoch must be >= 1, got {until_epoch}")
+        last = self.train_config.epochs if until_epoch is None else min(until_epoch, self.train_config.epochs)
+        epochs = range(self.epoch, last)
+        bar = tqdm(epochs, desc="training", disable=not self.progress or not self.dist.is_main)
         torch.set_rng_state(self.sampling_rng["torch"])
         if "cuda" in self.sampling_rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(self.sampling_rng["cuda"])
@@ -217,19 +266,23 @@ class Trainer:
                     if self.ema is not None:  # the average starts from the fitted mixture too
                         self.ema.module.top.mixture.load_state_dict(self.model.top.mixture.state_dict())
                 record = self._train_epoch()
-                record["test_elbo"], record["test_kl"] = heldout_elbo(
-                    self.eval_model, self.data.test_images, self.train_config.eval_seed)
+                heldout = (heldout_elbo(self.eval_model, self.data.test_images, self.train_config.eval_seed)
+                           if self.dist.is_main else None)
+                record["test_elbo"], record["test_kl"] = self.dist.from_main(heldout)
                 self.epoch += 1
                 self.sampling_rng = self._global_rng_state()
                 self.history.append(record)
                 if self.checkpoint_path is not None:
-                    save_checkpoint(self.checkpoint(), self.checkpoint_path)
+                    checkpoint = self.checkpoint()  # on every rank: it gathers their RNG states
+                    if self.dist.is_main:
+                        save_checkpoint(checkpoint, self.checkpoint_path)
                 bar.set_postfix(train_elbo=f"{record['elbo']:.1f}", test_elbo=f"{record['test_elbo']:.1f}")
                 if self.callback is not None:
                     self.callback(record)
         except KeyboardInterrupt:
             where = f"; the checkpoint at {self.checkpoint_path} holds epoch {self.epoch}" if self.checkpoint_path else ""
-            print(f"Interrupted during epoch {self.epoch + 1}{where}. Returning the history so far.")
+            if self.dist.is_main:
+                print(f"Interrupted during epoch {self.epoch + 1}{where}. Returning the history so far.")
         return self.history
 
 
