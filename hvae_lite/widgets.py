@@ -127,7 +127,7 @@ class ImputationExplorer(Explorer):
     def draw(self) -> Figure:
         x = self.images[self.digit_slider.value:self.digit_slider.value + 1]
         generator = torch.Generator().manual_seed(self.seed)
-        self.mask = occlusion_mask(self.mask_dropdown.value, 1, generator=generator)
+        self.mask = occlusion_mask(self.mask_dropdown.value, 1, x.shape[-1], generator=generator)
         n = self.samples_slider.value
         self.imputations = {
             name: (impute_conditional(model, x, self.mask, n, binary=False, seed=self.seed)

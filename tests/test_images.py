@@ -270,3 +270,14 @@ def test_plots_draw_colour_images():
     masked = figure.axes[1].images[0].get_array()
     assert masked.shape == (32, 32, 3) and (masked[16, 16] != x[0, :, 16, 16].numpy()).any()
     assert layer_resample_grid(x.view(1, 2, 1, 3, 32, 32), [3], originals=x).axes
+
+
+def test_the_imputation_explorer_shows_colour_images(colour_models):
+    from hvae_lite.widgets import ImputationExplorer
+
+    explorer = ImputationExplorer(colour_models, _pixels(2, 3, 32, 32), n_steps=1)
+    explorer.samples_slider.value = 1
+    explorer.mask_dropdown.value = "center"
+    assert explorer.mask.shape == (1, 1, 32, 32) and (1 - explorer.mask).sum() == 16 * 16
+    assert {name: s.shape for name, s in explorer.imputations.items()} == {
+        "iterative": (1, 1, 3, 32, 32), "conditional": (1, 1, 3, 32, 32)}
