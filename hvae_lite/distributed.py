@@ -81,8 +81,9 @@ def current() -> DistContext:
 
 def init_from_environment(device: torch.device) -> DistContext:
     """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, ...):
-    NCCL when training on CUDA, gloo otherwise. Returns a single-process context when WORLD_SIZE
-    is unset or 1. On CUDA, rank r on a machine uses GPU LOCAL_RANK."""
+    NCCL for CUDA tensors and gloo for CPU tensors where there is a GPU, gloo alone elsewhere.
+    Returns a single-process context when WORLD_SIZE is unset or 1. Training on CUDA, rank r on a
+    machine uses GPU LOCAL_RANK."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return DistContext()
     if not dist.is_available():
@@ -90,7 +91,8 @@ def init_from_environment(device: torch.device) -> DistContext:
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Both backends where there is a GPU: the collectives then work on tensors of either device.
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     return current()
 
 
