@@ -48,11 +48,12 @@ def test_mnist_presets_keep_their_state_dict_names_and_shapes(name):
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_checkpoints_load_strictly(path):
     checkpoint = load_checkpoint(path)
-    model = HVAE(checkpoint.config)
-    model.load_state_dict(checkpoint.evaluation_state(), strict=True)
+    model = checkpoint.model()  # load_state_dict is strict: every name and shape must match
+    if not isinstance(checkpoint.config, HVAEConfig):
+        return  # another kind of model (e.g. the digit judge): its loading is what is checked
     x = torch.bernoulli(torch.full((2, 1, 28, 28), 0.3))
     observed = occlusion_mask("center", 2) if checkpoint.config.conditional else None
-    assert torch.isfinite(model.eval()(x, observed).elbo).all()
+    assert torch.isfinite(model(x, observed).elbo).all()
 
 
 def test_there_are_shipped_checkpoints_to_check():
@@ -172,6 +173,15 @@ def test_logistic_samples_are_8_bit_images():
 # ----------------------------------------------------------------------------- colour AR head
 
 
+def _colour_ar_head(**changes):
+    """The colour AR head with random output weights: it starts at zero (the factorised head),
+    where no path from x would show."""
+    torch.manual_seed(0)
+    head = HVAE(_colour(ar_layers=3, **changes)).head
+    torch.nn.init.normal_(head.ar_out.weight, std=0.1)
+    return head
+
+
 def _order(c, i, j, channels=3, size=32):
     """Position of sub-pixel (c, i, j) in raster order, channels in order within a pixel."""
     return (i * size + j) * channels + c
@@ -180,8 +190,7 @@ def _order(c, i, j, channels=3, size=32):
 @pytest.mark.parametrize("likelihood", ["logistic", "bernoulli"])
 @pytest.mark.parametrize("sub_pixel", [(0, 0, 0), (1, 0, 0), (2, 5, 7), (0, 31, 31), (2, 31, 31)])
 def test_colour_ar_head_is_causal_in_raster_and_channel_order(likelihood, sub_pixel):
-    torch.manual_seed(0)
-    head = HVAE(_colour(likelihood=likelihood, ar_layers=3)).head
+    head = _colour_ar_head(likelihood=likelihood)
     features = torch.randn(1, head.to_params.in_channels, 32, 32)
     x = _pixels(1, 3, 32, 32).requires_grad_()
     c, i, j = sub_pixel
@@ -206,8 +215,7 @@ def _naive_colour_sample(head, features):
 
 
 def test_colour_ar_sampling_matches_the_naive_loop():
-    torch.manual_seed(0)
-    head = HVAE(_colour(ar_layers=3)).head
+    head = _colour_ar_head()
     features = torch.randn(2, head.to_params.in_channels, 8, 8)  # a small image keeps the loop short
     torch.manual_seed(1)
     fast = head.sample(features)
