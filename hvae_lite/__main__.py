@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train on the first N training images only (0: all), for quick trials")
     for name, kind in [("epochs", int), ("batch_size", int), ("lr", float), ("warmup_epochs", float),
                        ("free_bits", float), ("free_bits_end_epoch", float), ("ema_decay", float),
-                       ("grad_clip", float), ("seed", int), ("device", str), ("init_from", str),
+                       ("grad_clip", float), ("seed", int), ("device", str), ("init_from", str), ("new_lr", float),
                        ("mixture_init_epoch", int)]:
         train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
                            help=f"default {getattr(TrainConfig, name)}")

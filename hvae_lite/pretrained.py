@@ -33,7 +33,7 @@ CHECKPOINT_NAMES = ("matryoshka", "matryoshka-ar", "mixture", "imputation")
 FAST_ENV = "HVAE_LITE_FAST"
 # TrainConfig fields `python -m hvae_lite train` has flags for: valued flags, then switches.
 _CLI_VALUES = ("epochs", "batch_size", "lr", "warmup_epochs", "free_bits", "free_bits_end_epoch", "ema_decay",
-               "grad_clip", "seed", "init_from", "mixture_init_epoch")
+               "grad_clip", "seed", "init_from", "new_lr", "mixture_init_epoch")
 _CLI_SWITCHES = ("kl_balance", "amp")
 _CLI_FIELDS = _CLI_VALUES + _CLI_SWITCHES
 
@@ -79,7 +79,7 @@ class Recipe:
 _LONG = TrainConfig(epochs=100, lr=2e-3, warmup_epochs=10.0, kl_balance=True, free_bits=0.5,
                     free_bits_end_epoch=60.0, ema_decay=0.998, amp=True)
 _FINE_TUNE = TrainConfig(epochs=12, lr=2e-4, warmup_epochs=0.0, ema_decay=0.995, amp=True,
-                         init_from="runs/checkpoints/matryoshka.pt")
+                         init_from="runs/checkpoints/matryoshka.pt", new_lr=2e-3)
 RECIPES: dict[str, Recipe] = {
     "matryoshka": Recipe("matryoshka", _LONG),
     "mixture": Recipe("mixture", dataclasses.replace(_LONG, mixture_init_epoch=10)),
@@ -91,7 +91,7 @@ RECIPES: dict[str, Recipe] = {
 # (fp32: bf16 autocast is slow on CPUs without bf16 instructions).
 _QUICK = TrainConfig(epochs=12, lr=2e-3, warmup_epochs=3.0, kl_balance=True, free_bits=0.5,
                      free_bits_end_epoch=10.0, ema_decay=0.99)
-_QUICK_FINE_TUNE = TrainConfig(epochs=5, lr=2e-4, warmup_epochs=0.0, ema_decay=0.99)
+_QUICK_FINE_TUNE = TrainConfig(epochs=5, lr=2e-4, warmup_epochs=0.0, ema_decay=0.99, new_lr=2e-3)
 QUICK_RECIPES: dict[str, Recipe] = {
     "matryoshka": Recipe("matryoshka", _QUICK),
     "mixture": Recipe("mixture", dataclasses.replace(_QUICK, mixture_init_epoch=3)),

@@ -44,6 +44,7 @@ class TrainConfig:
     compile: bool = False            # torch.compile the training step (worth it on a GPU)
     eval_seed: int = 0               # the fixed binarisation of the held-out images
     init_from: str = ""              # start from this checkpoint's weights (layers of the same shape)
+    new_lr: float = 0.0              # > 0: learning rate of the parameters init_from did not provide
     mixture_init_epoch: int = -1     # >= 0: at the start of this epoch, fit the mixture prior to the
                                      # encoder's top latents by k-means (VaDE-style initialisation)
 
@@ -98,9 +99,9 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per rank
         torch.manual_seed(train_config.seed)
         self.model = build_model(config).to(self.device)
-        self.init_note = ""
+        self.init_note, copied = "", set()
         if train_config.init_from:
-            self.init_note = warm_start(self.model, load_checkpoint(train_config.init_from))
+            self.init_note, copied = warm_start(self.model, load_checkpoint(train_config.init_from))
         # What the training step calls: DDP averages the gradients over ranks (and starts every
         # replica from rank 0's weights); a single process uses the model itself.
         self.train_module = (torch.nn.parallel.DistributedDataParallel(
@@ -111,7 +112,15 @@ class Trainer:
         self.ema = (torch.optim.swa_utils.AveragedModel(
             self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train_config.ema_decay))
             if train_config.ema_decay > 0 else None)
-        self.optimizer = torch.optim.Adamax(self.model.parameters(), lr=train_config.lr)
+        # A warm-started model's new parts (a new head, a context network) may learn faster than
+        # the trained body, which a large step would knock off its optimum.
+        new = [p for n, p in self.model.named_parameters() if copied and n not in copied]
+        groups = [{"params": [p for n, p in self.model.named_parameters() if not (copied and n not in copied)]}]
+        if new and train_config.new_lr > 0:
+            groups.append({"params": new, "lr": train_config.new_lr})
+        else:
+            groups[0]["params"] = list(self.model.parameters())
+        self.optimizer = torch.optim.Adamax(groups, lr=train_config.lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=max(1, train_config.epochs),
             eta_min=train_config.lr * train_config.lr_final_fraction)
@@ -286,15 +295,16 @@ class Trainer:
         return self.history
 
 
-def warm_start(model: torch.nn.Module, source: Checkpoint) -> str:
+def warm_start(model: torch.nn.Module, source: Checkpoint) -> tuple[str, set[str]]:
     """Copy every weight of `source` (its evaluation weights) whose name and shape match `model`;
-    the rest keep their initialisation. Returns a one-line summary of what was copied."""
+    the rest keep their initialisation. Returns a one-line summary and the names copied."""
     own = model.state_dict()
     matched = {k: v for k, v in source.evaluation_state().items() if k in own and own[k].shape == v.shape}
     if not matched:
         raise ValueError("init_from: the checkpoint shares no weights with this model (another architecture?)")
     model.load_state_dict(matched, strict=False)
-    return f"warm start: {len(matched)} of {len(own)} tensors copied, {len(own) - len(matched)} kept at initialisation"
+    note = f"warm start: {len(matched)} of {len(own)} tensors copied, {len(own) - len(matched)} kept at initialisation"
+    return note, set(matched)
 
 
 @torch.no_grad()

@@ -239,8 +239,15 @@ def test_kl_balance_changes_training_only_during_warm_up(small_split):
 def test_warm_start_copies_matching_weights(small_split, tmp_path):
     _trainer(small_split, tmp_path / "base.pt").fit()
     base = load_checkpoint(tmp_path / "base.pt")
-    trainer = _trainer(small_split, config=get_preset("tiny", ar_layers=2), init_from=str(tmp_path / "base.pt"))
+    trainer = _trainer(small_split, config=get_preset("tiny", ar_layers=2), init_from=str(tmp_path / "base.pt"),
+                       new_lr=0.01)
     assert trainer.init_note.startswith("warm start:")
+    # Two parameter groups: the copied body at lr, the new head at new_lr.
+    body, head = trainer.optimizer.param_groups
+    assert (body["lr"], head["lr"]) == (pytest.approx(2e-3), pytest.approx(0.01))
+    head_ids = {id(p) for p in head["params"]}
+    assert head_ids == {id(p) for n, p in trainer.model.named_parameters() if n.startswith("head.ar") or
+                        n.startswith("head.condition")}
     state = trainer.model.state_dict()
     for name, value in base.evaluation_state().items():
         assert torch.equal(state[name], value), name
