@@ -5,6 +5,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ConfigError
+from .validate import check_bool, check_int
+
 IMAGE_SIZE = 28  # MNIST; every latent resolution must be 28 / 2**k
 
 
@@ -33,6 +36,7 @@ class HVAEConfig:
     conditional: bool = False
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         parse_latent_spec(self.latent_spec)  # raises on a malformed spec
         choices = {
             "top_prior": ("normal", "mixture"),
@@ -42,14 +46,12 @@ class HVAEConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {allowed}")
+                raise ConfigError(f"{name}={getattr(self, name)!r}; choose one of {allowed}")
         for name in ("latent_channels", "top_latent_dim", "width", "mixture_components", "ar_width"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.ar_layers < 0:
-            raise ValueError(f"ar_layers must be >= 0, got {self.ar_layers}")
+            check_int(getattr(self, name), name, minimum=1, error=ConfigError)
+        check_int(self.ar_layers, "ar_layers", minimum=0, error=ConfigError)
         if self.ar_layers and self.likelihood != "bernoulli":
-            raise ValueError("the autoregressive head models binary pixels: use likelihood='bernoulli'")
+            raise ConfigError("the autoregressive head models binary pixels: use likelihood='bernoulli'")
 
     @property
     def resolutions(self) -> list[int]:
@@ -79,7 +81,22 @@ def _check_field_names(values: dict[str, Any]) -> None:
     names = [f.name for f in dataclasses.fields(HVAEConfig)]
     unknown = set(values) - set(names)
     if unknown:
-        raise ValueError(f"unknown config fields: {sorted(unknown)}; the fields are {names}")
+        raise ConfigError(f"unknown config fields: {sorted(unknown)}; the fields are {names}")
+
+
+def check_field_types(config: Any) -> None:
+    """Each field of a config dataclass holds its declared type: 'false' is not a bool, 3.5 not an
+    int. Ranges are checked by the config itself."""
+    for f in dataclasses.fields(config):
+        value, kind = getattr(config, f.name), f.type
+        if kind == "bool":
+            check_bool(value, f.name)
+        elif kind == "int":
+            check_int(value, f.name, error=ConfigError)
+        elif kind == "str" and not isinstance(value, str):
+            raise ConfigError(f"{f.name} must be a string, got {value!r} ({type(value).__name__})")
+        elif kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{f.name} must be a number, got {value!r} ({type(value).__name__})")
 
 
 def parse_latent_spec(spec: str) -> list[tuple[int, int]]:
@@ -88,21 +105,23 @@ def parse_latent_spec(spec: str) -> list[tuple[int, int]]:
     Resolutions must divide 28 by a power of two and must not decrease; counts may be 0
     (a resolution the top-down path passes through without latents).
     """
+    if not isinstance(spec, str):
+        raise ConfigError(f"latent_spec must be a string such as '7x5,14x5', got {spec!r}")
     stages = []
     for part in spec.replace(" ", "").split(","):
         try:
             res_text, count_text = part.split("x")
             res, count = int(res_text), int(count_text)
         except ValueError:
-            raise ValueError(f"bad latent spec {spec!r}: each part is RESxCOUNT, e.g. '7x5,14x5'") from None
+            raise ConfigError(f"bad latent spec {spec!r}: each part is RESxCOUNT, e.g. '7x5,14x5'") from None
         if res not in (7, 14, 28) or count < 0:
-            raise ValueError(f"bad latent spec {spec!r}: resolution must be 7, 14 or 28, count >= 0")
+            raise ConfigError(f"bad latent spec {spec!r}: resolution must be 7, 14 or 28, count >= 0")
         stages.append((res, count))
     resolutions = [res for res, _ in stages]
     if resolutions != sorted(set(resolutions)):
-        raise ValueError(f"bad latent spec {spec!r}: resolutions must increase, each once")
+        raise ConfigError(f"bad latent spec {spec!r}: resolutions must increase, each once")
     if sum(count for _, count in stages) < 1:
-        raise ValueError(f"bad latent spec {spec!r}: at least one conv latent layer is needed")
+        raise ConfigError(f"bad latent spec {spec!r}: at least one conv latent layer is needed")
     return stages
 
 
@@ -132,5 +151,5 @@ PRESETS: dict[str, HVAEConfig] = {
 def get_preset(name: str, **overrides: Any) -> HVAEConfig:
     """A named preset, optionally with some fields changed."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

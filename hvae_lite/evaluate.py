@@ -9,14 +9,19 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from .data import check_images, fixed_binarize, iterate_minibatches, random_occlusion_mask
+from .data import fixed_binarize, iterate_minibatches, random_occlusion_mask
+from .errors import InputError
 from .model import HVAE
 from .objectives import bits_per_dim, iwae_log_likelihood
+from .validate import check_images, check_int, check_model_images
 
 
 @torch.no_grad()
 def heldout_elbo(model: HVAE, images: torch.Tensor, seed: int = 0, batch_size: int = 500) -> tuple[float, list[float]]:
-    """Mean ELBO (nats) and mean KL per layer on fixed-binarised images, in fp32."""
+    """Mean ELBO (nats) and mean KL per layer on fixed-binarised images, in fp32.
+    images: (N, 1, 28, 28) in [0, 1]."""
+    images = check_images(images, name="images")
+    check_int(batch_size, "batch_size", minimum=1)
     model.eval()
     device = next(model.parameters()).device
     x_all = prepare_heldout(model, images, seed)
@@ -54,7 +59,9 @@ def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = 100, 
     Returns nats (positive NLLs): elbo (mean, negative), nll_iwae (IWAE-k) with its standard
     error over examples, bits_per_dim, kl per layer, active units per layer.
     """
-    check_images(images, name="images")
+    images = check_images(images, name="images")
+    for name, value in (("k (importance samples)", k), ("batch_size", batch_size), ("chunk_size", chunk_size)):
+        check_int(value, name, minimum=1)
     model.eval()
     device = next(model.parameters()).device
     x_all = prepare_heldout(model, images, seed)
@@ -77,7 +84,7 @@ def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = 100, 
         "k": k,
         "elbo": torch.cat(elbos).mean().item(),
         "nll_iwae": nll.mean().item(),
-        "nll_iwae_stderr": (nll.std() / math.sqrt(len(nll))).item() if len(nll) > 1 else float("nan"),
+        "nll_iwae_stderr": (nll.std() / math.sqrt(len(nll))).item() if len(nll) > 1 else None,  # None: one image
         "bits_per_dim": bits_per_dim(nll.mean().item()),
         "kl_per_layer": torch.cat(kls).mean(0).tolist(),
         "active_units": active_units(model, x_all, batch_size=batch_size),
@@ -90,7 +97,10 @@ def active_units(model: HVAE, x: Tensor, threshold: float = 0.01, batch_size: in
 
     A unit whose posterior mean ignores x carries no information: Burda et al.'s measure.
     The conv layers' posteriors depend on the samples above them; we take one sample, as in training.
+    x: (N, 1, 28, 28), binary for a Bernoulli model.
     """
+    x = check_model_images(model, x)
+    check_int(batch_size, "batch_size", minimum=1)
     device = next(model.parameters()).device
     means: list[list[Tensor]] = [[] for _ in range(model.n_latent_layers)]
     for batch in iterate_minibatches(x, batch_size, shuffle=False):
@@ -98,14 +108,19 @@ def active_units(model: HVAE, x: Tensor, threshold: float = 0.01, batch_size: in
         out = model(batch, heldout_mask(model, batch, 0))
         for i, layer in enumerate(out.layers):
             means[i].append(layer.posterior.mean.flatten(1).cpu())
+    if len(x) == 1:  # one image: no unit can vary (and torch's unbiased variance would be NaN)
+        return [0] * len(means)
     return [int((torch.cat(m).var(0) > threshold).sum()) for m in means]
 
 
 @torch.no_grad()
 def mixture_assignments(model: HVAE, images: Tensor, batch_size: int = 500) -> Tensor:
-    """The mixture component each image's top latent (posterior mean) most likely came from: (N,)."""
-    if model.top.mixture is None:
-        raise ValueError("this model has no mixture prior on its top latent (use top_prior='mixture')")
+    """The mixture component each image's top latent (posterior mean) most likely came from:
+    images (N, 1, 28, 28), binary for a Bernoulli model -> (N,)."""
+    if getattr(getattr(model, "top", None), "mixture", None) is None:
+        raise InputError("this model has no mixture prior on its top latent (use top_prior='mixture')")
+    images = check_model_images(model, images, name="images")
+    check_int(batch_size, "batch_size", minimum=1)
     device = next(model.parameters()).device
     out = []
     for batch in iterate_minibatches(images, batch_size, shuffle=False):
@@ -121,12 +136,15 @@ def clustering_accuracy(assignments: Tensor | np.ndarray, labels: Tensor | np.nd
     """
     assignments, labels = np.asarray(assignments), np.asarray(labels)
     if assignments.shape != labels.shape or assignments.ndim != 1 or len(labels) == 0:
-        raise ValueError(f"need two equal-length 1-D arrays, got {assignments.shape} and {labels.shape}")
+        raise InputError(f"need two equal-length, non-empty 1-D arrays, got {assignments.shape} and {labels.shape}")
     for name, values in (("assignments", assignments), ("labels", labels)):
         if values.dtype.kind not in "iu" or values.min() < 0:
-            raise ValueError(f"{name} must be non-negative integers (cluster and class indices)")
-    n_clusters, n_labels = assignments.max() + 1, labels.max() + 1
-    counts = np.zeros((n_clusters, n_labels), dtype=np.int64)
-    np.add.at(counts, (assignments, labels), 1)
+            raise InputError(f"{name} must be non-negative integers (cluster and class indices), got {values.dtype} "
+                             f"values from {values.min()} to {values.max()}")
+    # Only the values that occur matter: renumber them 0..n-1, so a label of 10**9 costs nothing.
+    cluster_ids, clusters = np.unique(assignments, return_inverse=True)
+    label_ids, classes = np.unique(labels, return_inverse=True)
+    counts = np.zeros((len(cluster_ids), len(label_ids)), dtype=np.int64)
+    np.add.at(counts, (clusters, classes), 1)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, cols].sum() / len(labels))

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from .blocks import LEAK, MaskedConv2d
 from .config import HVAEConfig
 from .distributions import LOG_2PI
+from .errors import InputError
 
 
 class OutputHead(nn.Module):
@@ -44,7 +45,7 @@ class OutputHead(nn.Module):
         if not self.autoregressive:
             return out
         if x is None:
-            raise ValueError("the autoregressive head needs x; use sample() to generate")
+            raise InputError("the autoregressive head needs x; use sample() to generate")
         return out + self._autoregressive_logits(features, x)
 
     def _autoregressive_logits(self, features: Tensor, x: Tensor) -> Tensor:
