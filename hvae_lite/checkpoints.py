@@ -125,9 +125,8 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None,
     """
     path = Path(path)
     if not path.is_file():
-        what = "a folder" if path.is_dir() else "nothing"
-        raise CheckpointError(f"no checkpoint at {path} ({what} there): train one (python -m hvae_lite train) "
-                              "or check the path")
+        fix = "give the checkpoint file inside it" if path.is_dir() else "train one (python -m hvae_lite train)"
+        raise CheckpointError(f"no checkpoint at {path}{' (a folder)' if path.is_dir() else ''}: {fix} or check the path")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is an empty file (a save that never finished?); retrain it or restore it")
     if expected_sha256 is not None and (actual := sha256_of(path)) != expected_sha256:

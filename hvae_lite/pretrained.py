@@ -36,7 +36,6 @@ _CLI_VALUES = ("epochs", "batch_size", "lr", "warmup_epochs", "free_bits", "free
                "grad_clip", "seed", "init_from", "mixture_init_epoch")
 _CLI_SWITCHES = ("kl_balance", "amp")
 _CLI_FIELDS = _CLI_VALUES + _CLI_SWITCHES
-MANIFEST_KEYS = ("preset", "train_config", "sha256")  # what load_or_train and recipe_for read
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,8 @@ def fast_mode(fast: bool | None = None) -> bool:
     return os.environ.get(FAST_ENV) == "1" if fast is None else fast
 
 
-def read_manifest(name: str, checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
+def read_manifest(name: str, checkpoint_dir: str | Path | None = None,
+                  required: tuple[str, ...] = ("sha256",)) -> dict[str, Any]:
     """The manifest `<name>.json` of a shipped checkpoint: command, config, data split, seed,
     epochs, wall-clock, held-out metrics and the sha256 of the .pt file."""
     _check_name(name)
@@ -113,7 +113,7 @@ def read_manifest(name: str, checkpoint_dir: str | Path | None = None) -> dict[s
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"the manifest {path} is not valid JSON ({error}); {fix}") from error
-    missing = [key for key in MANIFEST_KEYS if key not in manifest] if isinstance(manifest, dict) else MANIFEST_KEYS
+    missing = [key for key in required if key not in manifest] if isinstance(manifest, dict) else list(required)
     if missing:
         raise CheckpointError(f"the manifest {path} lacks {missing}; {fix}")
     return manifest
@@ -126,7 +126,7 @@ def recipe_for(name: str, fast: bool | None = None, checkpoint_dir: str | Path |
         return FAST_RECIPES[name]
     manifest_path = Path(checkpoint_dir or CHECKPOINT_DIR) / f"{name}.json"
     if manifest_path.is_file():
-        manifest = read_manifest(name, checkpoint_dir)
+        manifest = read_manifest(name, checkpoint_dir, required=("preset", "train_config"))
         try:
             return Recipe(manifest["preset"], TrainConfig.from_dict(manifest["train_config"]),
                           manifest.get("overrides", {}))

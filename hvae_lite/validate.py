@@ -56,8 +56,8 @@ def check_bool(value: Any, name: str, error: type[InputError] = ConfigError) -> 
 
 
 def check_temperature(value: Any, name: str = "temperature") -> float:
-    """A sampling temperature: finite and > 0 (1 = the model's own prior)."""
-    return check_float(value, name, low=0.0, low_open=True)
+    """A sampling temperature: finite and >= 0 (1 = the model's own prior, 0 = its most likely latents)."""
+    return check_float(value, name, low=0.0)
 
 
 def _interval(minimum: int | None, maximum: int | None) -> str:

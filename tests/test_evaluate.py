@@ -101,9 +101,9 @@ def test_clustering_accuracy_known_confusion():
 
 
 @pytest.mark.parametrize("assignments, labels, message", [
-    ([0, 1], [0, 1, 1], "equal-length 1-D"),
-    ([[0, 1]], [[0, 1]], "equal-length 1-D"),
-    ([], [], "equal-length 1-D"),
+    ([0, 1], [0, 1, 1], "equal-length, non-empty 1-D"),
+    ([[0, 1]], [[0, 1]], "equal-length, non-empty 1-D"),
+    ([], [], "equal-length, non-empty 1-D"),
     ([0, -1], [0, 1], "non-negative integers"),
     ([0.5, 1.0], [0, 1], "non-negative integers"),
 ])
