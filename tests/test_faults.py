@@ -17,7 +17,6 @@ from hvae_lite import checkpoints
 from hvae_lite.__main__ import main
 from hvae_lite.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from hvae_lite.config import get_preset
-from hvae_lite.data import load_mnist
 from hvae_lite.errors import CheckpointError
 from hvae_lite.pretrained import load_or_train
 from hvae_lite.train import Trainer
@@ -40,22 +39,29 @@ def _wait_for(condition, timeout: float, process: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
+def synthetic_split():
+    """50 + 10 seeded random grey images: the same in every process, and no data file to parse."""
+    from hvae_lite.data import DataSplit
+    g = torch.Generator().manual_seed(0)
+    return DataSplit(torch.rand(50, 1, 28, 28, generator=g), torch.zeros(50, dtype=torch.long),
+                     torch.rand(10, 1, 28, 28, generator=g), torch.zeros(10, dtype=torch.long), "synthetic")
+
+
 LONG_RUN = """
 import sys
+sys.path.insert(0, sys.argv[2])
+from test_faults import synthetic_split
 from hvae_lite.config import get_preset
-from hvae_lite.data import load_mnist
-from hvae_lite.data import load_mnist
 from hvae_lite.train import TrainConfig, Trainer
-data = load_mnist("embedded").subset(50, 10)
-Trainer(get_preset("tiny", width=4), TrainConfig(epochs=10_000, batch_size=50, device="cpu"), data,
+Trainer(get_preset("tiny", width=4), TrainConfig(epochs=10_000, batch_size=50, device="cpu"), synthetic_split(),
         checkpoint_path=sys.argv[1], progress=False).fit()
 """
 
 
 def test_training_killed_keeps_the_last_checkpoint(tmp_path):
     out = tmp_path / "run.pt"
-    process = subprocess.Popen([sys.executable, "-c", LONG_RUN, str(out)], env=ENV, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", LONG_RUN, str(out), str(Path(__file__).parent)], env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(out.exists, 120, process)
         time.sleep(0.5)  # a few epochs (and saves) later
@@ -64,10 +70,9 @@ def test_training_killed_keeps_the_last_checkpoint(tmp_path):
     finally:
         process.kill()
     checkpoint = load_checkpoint(out)
-    assert checkpoint.epoch >= 1 and checkpoint.data == {"source": "embedded", "split_seed": 0, "n_train": 50,
+    assert checkpoint.epoch >= 1 and checkpoint.data == {"source": "synthetic", "split_seed": None, "n_train": 50,
                                                          "n_test": 10}
-    data = load_mnist("embedded").subset(50, 10)
-    Trainer.resume(out, data, epochs=checkpoint.epoch + 1, progress=False).fit()
+    Trainer.resume(out, synthetic_split(), epochs=checkpoint.epoch + 1, progress=False).fit()
     assert load_checkpoint(out).epoch == checkpoint.epoch + 1
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # a killed save's .tmp is gone
 
