@@ -22,6 +22,7 @@ from .report import parse_value, run_report
 from .train import RESUME_SAFE, TrainConfig, Trainer, resolve_device
 from .validate import check_int, check_temperature
 
+MAX_GRID = 4096  # `sample` draws one picture: beyond this the digits are too small to see
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -204,7 +205,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from .plots import image_grid  # matplotlib only when drawing
 
-    check_int(args.n, "--n", minimum=1)
+    check_int(args.n, "--n (images in one picture)", minimum=1, maximum=MAX_GRID)
     check_temperature(args.temperature, "--temperature")
     kinds = Figure().canvas.get_supported_filetypes()
     if Path(args.out).suffix.lstrip(".").lower() not in kinds:

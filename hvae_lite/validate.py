@@ -55,9 +55,12 @@ def check_bool(value: Any, name: str, error: type[InputError] = ConfigError) -> 
     return bool(value)
 
 
+MAX_TEMPERATURE = 100.0  # far past where samples are noise; larger ones overflow float32 to NaN
+
+
 def check_temperature(value: Any, name: str = "temperature") -> float:
-    """A sampling temperature: finite and >= 0 (1 = the model's own prior, 0 = its most likely latents)."""
-    return check_float(value, name, low=0.0)
+    """A sampling temperature in [0, 100]: 1 = the model's own prior, 0 = its most likely latents."""
+    return check_float(value, name, low=0.0, high=MAX_TEMPERATURE)
 
 
 def _interval(minimum: int | None, maximum: int | None) -> str:
