@@ -95,8 +95,12 @@ def _data_for(source: str, split_seed: int, n_train: int | None, n_test: int | N
 def _resume(args: argparse.Namespace, out: Path) -> Trainer:
     """Trainer.resume with the run's own data; refuses flags that would change the run."""
     ckpt = load_checkpoint(out)
-    conflicts = [flag for flag, given in (("--preset", args.preset), ("--set", args.set), ("--overwrite", args.overwrite),
-                                          ("--init-from", args.init_from)) if given]
+    conflicts = ["--overwrite (it would start the run afresh)"] if args.overwrite else []
+    if args.preset or args.set:  # fine when they describe the very model being resumed
+        asked = get_preset(args.preset or "cpu", **_parse_overrides(args.set))
+        if asked != ckpt.config:
+            changed = sorted(k for k, v in asked.to_dict().items() if ckpt.config.to_dict().get(k) != v)
+            conflicts.append(f"--preset/--set (a model that differs from the run's in {changed})")
     stored = TrainConfig.from_dict(ckpt.train_config)
     changes, notes = {}, []
     for name, value in _given_train_fields(args).items():
