@@ -37,7 +37,8 @@ def heldout_elbo(model: HVAE, images: torch.Tensor, seed: int = 0, batch_size: i
 
 
 def prepare_heldout(model: HVAE, images: torch.Tensor, seed: int) -> torch.Tensor:
-    """Held-out images as the likelihood wants them: a fixed binarisation for a Bernoulli model."""
+    """Held-out images as the likelihood wants them: a fixed binarisation for a Bernoulli model
+    (binary images pass unchanged). Every function that scores a data set goes through here."""
     if model.config.likelihood == "bernoulli":
         return fixed_binarize(images, seed)
     return images
@@ -116,10 +117,10 @@ def active_units(model: HVAE, x: Tensor, threshold: float = 0.01, batch_size: in
 @torch.no_grad()
 def mixture_assignments(model: HVAE, images: Tensor, batch_size: int = 500) -> Tensor:
     """The mixture component each image's top latent (posterior mean) most likely came from:
-    images (N, 1, 28, 28), binary for a Bernoulli model -> (N,)."""
+    images (N, 1, 28, 28) in [0, 1] (grey ones get evaluation's fixed binarisation) -> (N,)."""
     if getattr(getattr(model, "top", None), "mixture", None) is None:
         raise InputError("this model has no mixture prior on its top latent (use top_prior='mixture')")
-    images = check_model_images(model, images, name="images")
+    images = prepare_heldout(model, check_images(images, name="images"), seed=0)
     check_int(batch_size, "batch_size", minimum=1)
     device = next(model.parameters()).device
     out = []

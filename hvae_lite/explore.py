@@ -10,8 +10,9 @@ from torch import Tensor
 
 from .data import iterate_minibatches
 from .errors import InputError
+from .evaluate import prepare_heldout
 from .model import HVAE
-from .validate import check_int, check_model_images, check_temperature
+from .validate import check_images, check_int, check_model_images, check_temperature
 
 
 @contextmanager
@@ -91,10 +92,10 @@ def top_latent_embedding(model: HVAE, images: Tensor, batch_size: int = 500) -> 
     """A 2-D map of the top latent: posterior means q(z_0 | x) projected on their two principal axes.
 
     images: (N, 1, 28, 28) -> (N, 2). Exact (SVD, no random projection), with each axis's sign
-    fixed so the same model always gives the same picture. Needs N >= 2 images (binary for a
-    Bernoulli model) and a top latent of at least 2 dimensions.
+    fixed so the same model always gives the same picture. Needs N >= 2 images in [0, 1] (grey ones
+    get evaluation's fixed binarisation) and a top latent of at least 2 dimensions.
     """
-    images = check_model_images(model, images, name="images")
+    images = prepare_heldout(model, check_images(images, name="images"), seed=0)
     if len(images) < 2:
         raise InputError(f"a 2-D map needs at least 2 images, got {len(images)}")
     if model.top.dim < 2:
