@@ -191,7 +191,7 @@ FLAG_VALUES = {"--epochs": ["1", "0", "-1", "x"], "--batch-size": ["50", "0"], "
                "--init-from": ["missing.pt"], "--set": ["width=4", "deterministic_path=false", "width=abc"]}
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flags=st.dictionaries(st.sampled_from(sorted(FLAG_VALUES)), st.integers(0, 3), max_size=4),
        resume=st.booleans())
 def test_random_train_command_lines_train_or_exit_1_with_a_message(tmp_path_factory, flags, resume):
