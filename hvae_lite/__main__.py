@@ -97,7 +97,7 @@ def _resume(args: argparse.Namespace, out: Path) -> Trainer:
     ckpt = load_checkpoint(out)
     conflicts = ["--overwrite (it would start the run afresh)"] if args.overwrite else []
     if args.preset or args.set:  # fine when they describe the very model being resumed
-        asked = get_preset(args.preset or "cpu", **_parse_overrides(args.set))
+        asked = get_preset(args.preset or "matryoshka", **_parse_overrides(args.set))
         if asked != ckpt.config:
             changed = sorted(k for k, v in asked.to_dict().items() if ckpt.config.to_dict().get(k) != v)
             conflicts.append(f"--preset/--set (a model that differs from the run's in {changed})")
@@ -144,7 +144,7 @@ def _start(args: argparse.Namespace, out: Path) -> Trainer:
     if out.exists() and not args.overwrite:
         raise CheckpointError(f"{out} already exists; --resume continues that run, --overwrite replaces it, "
                               "or choose another --out")
-    config = get_preset(args.preset or "cpu", **_parse_overrides(args.set))
+    config = get_preset(args.preset or "matryoshka", **_parse_overrides(args.set))
     train_config = TrainConfig(**_given_train_fields(args))
     resolve_device(train_config.device)
     if args.limit_train is not None:
@@ -159,7 +159,7 @@ def _start(args: argparse.Namespace, out: Path) -> Trainer:
 def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     trainer = _resume(args, out) if args.resume else _start(args, out)
-    print(f"training {out if args.resume else args.preset or 'cpu'} on {trainer.device} "
+    print(f"training {out if args.resume else args.preset or 'matryoshka'} on {trainer.device} "
           f"({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f} M parameters, "
           f"{trainer.config.n_latent_layers} latent layers) -> {out}")
     if trainer.init_note:
@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a preset and write a checkpoint after every epoch")
     common(train)
-    train.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default cpu")
+    train.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default matryoshka")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="change a config field of the preset, e.g. --set width=48 (repeatable)")
     train.add_argument("--out", required=True, help="checkpoint path (.pt)")
@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "a self-contained OUT/report.html")
     report.add_argument("--out", default="reports", help="output folder")
     report.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="set a parameter of the report notebook, e.g. -p preset cpu -p epochs 5 (repeatable)")
+                        help="set a parameter of the report notebook, e.g. -p PRESET matryoshka -p EPOCHS 5 (repeatable)")
     report.add_argument("--quiet", action="store_true", help="no progress bar")
     report.set_defaults(func=cmd_report)
     return parser

@@ -297,7 +297,7 @@ def cases(f: Fixtures) -> dict[str, Callable[[], str]]:
             ["train", *SMALL, "--set", "latent_channels=0", "--out", str(f.path("a.pt"))]),
         "train --set latent_spec=7x-1": lambda: cli_error(
             ["train", *SMALL, "--set", "latent_spec=7x-1", "--out", str(f.path("a.pt"))]),
-        "train --resume --preset other": resume_conflict(["--preset", "cpu"]),
+        "train --resume --preset other": resume_conflict(["--preset", "mixture"]),
         "train --resume --lr 0.1": resume_conflict(["--lr", "0.1"]),
         "train --resume --limit-train 60": resume_conflict(["--limit-train", "60"]),
         "train --resume --set width=6": resume_conflict(["--set", "width=6"]),
