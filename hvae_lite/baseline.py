@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import check_images
+from .validate import check_images, check_int, check_temperature
 from .distributions import DiagonalGaussian, soft_clamp, sum_except_batch
 from .model import HVAEOutput, LayerStats
 
@@ -73,7 +73,9 @@ class MLPVAE(nn.Module):
 
     def forward(self, x: Tensor, observed: Tensor | None = None, pixel_mask: Tensor | None = None) -> HVAEOutput:
         """x: (B, 1, 28, 28); `pixel_mask` (1 = counts) restricts the reconstruction term."""
-        check_images(x, binary=True, name="x")
+        x = check_images(x, binary=True, name="x")
+        if pixel_mask is not None:
+            pixel_mask = check_images(pixel_mask, name="pixel_mask")
         posterior = self.posterior(x)
         z = posterior.sample()
         prior = DiagonalGaussian.standard_like(z)
@@ -87,6 +89,8 @@ class MLPVAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, binary: bool = False, **_: Any) -> Tensor:
+        check_int(n, "n (number of samples)", minimum=1)
+        check_temperature(temperature)
         device = next(self.parameters()).device
         z = temperature * torch.randn(n, self.config.latent_dim, device=device)
         probs = torch.sigmoid(self.decoder(z)).view(n, 1, 28, 28)

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import InputError
+
 LEAK = 0.1  # leaky ReLU slope of the author's code
 
 
@@ -64,9 +66,9 @@ class MaskedConv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str,
                  channels: int = 1):
         if mask_type not in ("A", "B"):
-            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+            raise InputError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
         if not 1 <= channels <= min(in_channels, out_channels):
-            raise ValueError(f"channels must be between 1 and min(in_channels, out_channels), got {channels}")
+            raise InputError(f"channels must be between 1 and min(in_channels, out_channels), got {channels}")
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
         mask = torch.ones_like(self.weight)  # (out, in, k, k)
         centre = kernel_size // 2

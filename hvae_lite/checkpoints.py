@@ -1,8 +1,10 @@
 """Self-describing checkpoints: written atomically, loaded without unpickling arbitrary objects."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,8 +14,12 @@ import torch
 
 from .baseline import MLPVAE, MLPVAEConfig
 from .config import HVAEConfig
+from .errors import CheckpointError, HVAELiteError
 from .judge import DigitJudge, JudgeConfig
 from .model import HVAE
+
+__all__ = ["Checkpoint", "CheckpointError", "atomic_torch_save", "build_model", "load_checkpoint",
+           "save_checkpoint", "sha256_of"]
 
 # The model classes a checkpoint may hold, by the name of their config class.
 MODEL_CLASSES = {"HVAEConfig": (HVAEConfig, HVAE), "MLPVAEConfig": (MLPVAEConfig, MLPVAE),
@@ -26,10 +32,6 @@ def build_model(config: ModelConfig) -> HVAE | MLPVAE | DigitJudge:
     return MODEL_CLASSES[type(config).__name__][1](config)
 
 FORMAT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt, of another format, or fails its checksum."""
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Checkpoint:
     scheduler_state: dict[str, Any] | None = None
     rng_state: dict[str, torch.Tensor] | None = None
     ema_state: dict[str, torch.Tensor] | None = None              # AveragedModel state (EMA runs only)
+    data: dict[str, Any] | None = None  # DataSplit.describe(): source, split_seed, n_train, n_test
 
     def model(self, device: str | torch.device = "cpu") -> HVAE | MLPVAE | DigitJudge:
         """The network to evaluate: the EMA weights when the run kept them, else the raw weights."""
@@ -66,19 +69,35 @@ def sha256_of(path: str | Path) -> str:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save into a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    """torch.save into a temporary file beside `path`, then rename: a crash never leaves half a file.
+
+    Temporary files of earlier saves that were killed (`.NAME.*.tmp`) are removed first. An OS
+    error (read-only folder, full disk) becomes a CheckpointError; `path` is then untouched.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give a file name for the checkpoint, e.g. {path / 'run.pt'}")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a save that was killed
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as error:
+        reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                  errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                  errno.EROFS: "the file system is read-only"}.get(error.errno, error.strerror or str(error))
+        kept = " (the previous file there is unchanged)" if path.exists() else ""
+        raise CheckpointError(f"cannot write {path}: {reason}{kept}; free some space or choose a writable "
+                              "folder") from error
+    finally:
+        if tmp is not None and Path(tmp).exists():
+            Path(tmp).unlink(missing_ok=True)
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
@@ -96,6 +115,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
         "scheduler": checkpoint.scheduler_state,
         "rng": checkpoint.rng_state,
         "ema": checkpoint.ema_state,
+        "data": checkpoint.data,
     }, path)
 
 
@@ -107,16 +127,25 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None,
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: train one (python -m hvae_lite train) or check the path")
+        fix = "give the checkpoint file inside it" if path.is_dir() else "train one (python -m hvae_lite train)"
+        raise CheckpointError(f"no checkpoint at {path}{' (a folder)' if path.is_dir() else ''}: {fix} or check the path")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is an empty file (a save that never finished?); retrain it or restore it")
     if expected_sha256 is not None and (actual := sha256_of(path)) != expected_sha256:
         raise CheckpointError(f"{path} fails its checksum (sha256 {actual[:12]}..., expected "
                               f"{expected_sha256[:12]}...): the file is corrupt or was replaced; "
                               "retrain it or restore it from the repository")
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # a truncated zip, a pickle with code in it, not a torch file at all
-        raise CheckpointError(f"{path} is not a readable hvae_lite checkpoint ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0][:200]}); retrain it or restore it") from error
+    except pickle.UnpicklingError as error:
+        # torch's message suggests weights_only=False, which would run code from the file: never.
+        raise CheckpointError(f"{path} is not a readable hvae_lite checkpoint: it holds Python objects other than "
+                              "tensors, numbers, strings, lists and dicts (not written by hvae_lite, or tampered "
+                              "with), and was refused without running anything from it; use a checkpoint written "
+                              "by hvae_lite") from error
+    except Exception as error:  # a truncated zip, not a torch file at all, an unreadable file
+        raise CheckpointError(f"{path} is not a readable hvae_lite checkpoint (truncated, corrupt or another kind "
+                              f"of file: {type(error).__name__}); retrain it or restore it") from error
     if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not an hvae_lite checkpoint of format {FORMAT_VERSION}")
     try:
@@ -125,7 +154,7 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None,
             config=config_class.from_dict(raw["config"]), model_state=raw["model"],
             train_config=raw["train_config"], history=raw["history"], epoch=raw["epoch"], step=raw["step"],
             optimizer_state=raw["optimizer"], scheduler_state=raw["scheduler"], rng_state=raw["rng"],
-            ema_state=raw.get("ema"))
-    except (KeyError, TypeError, ValueError) as error:
+            ema_state=raw.get("ema"), data=raw.get("data"))
+    except (KeyError, TypeError, ValueError, HVAELiteError) as error:
         raise CheckpointError(f"{path} is missing or has a malformed field: {error}") from error
     return checkpoint

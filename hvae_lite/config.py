@@ -5,6 +5,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ConfigError
+from .validate import check_bool, check_int
+
 IMAGE_SIZE = 28  # the default image side (MNIST); every latent resolution must be image_size / 2**k
 
 
@@ -39,9 +42,9 @@ class HVAEConfig:
     conditional: bool = False
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("image_size", "image_channels"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            check_int(getattr(self, name), name, minimum=1, error=ConfigError)
         parse_latent_spec(self.latent_spec, self.image_size)  # raises on a malformed spec
         choices = {
             "top_prior": ("normal", "mixture"),
@@ -51,21 +54,19 @@ class HVAEConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {allowed}")
+                raise ConfigError(f"{name}={getattr(self, name)!r}; choose one of {allowed}")
         for name in ("latent_channels", "top_latent_dim", "width", "mixture_components", "ar_width",
                      "logistic_components"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_int(getattr(self, name), name, minimum=1, error=ConfigError)
+        check_int(self.ar_layers, "ar_layers", minimum=0, error=ConfigError)
         if self.ar_kernel < 3 or self.ar_kernel % 2 == 0:
-            raise ValueError(f"ar_kernel must be odd and >= 3, got {self.ar_kernel}")
-        if self.ar_layers < 0:
-            raise ValueError(f"ar_layers must be >= 0, got {self.ar_layers}")
+            raise ConfigError(f"ar_kernel must be odd and >= 3, got {self.ar_kernel}")
         if self.ar_layers and self.likelihood == "gaussian":
-            raise ValueError("the autoregressive head models discrete pixels: use likelihood='bernoulli' "
-                             "(binary) or 'logistic' (8-bit)")
+            raise ConfigError("the autoregressive head models discrete pixels: use likelihood='bernoulli' "
+                              "(binary) or 'logistic' (8-bit)")
         if self.ar_layers and self.ar_width < self.image_channels:
-            raise ValueError(f"ar_width ({self.ar_width}) must be >= image_channels ({self.image_channels}): "
-                             "the masked convs give each colour channel its own group of features")
+            raise ConfigError(f"ar_width ({self.ar_width}) must be >= image_channels ({self.image_channels}): "
+                              "the masked convs give each colour channel its own group of features")
 
     @property
     def resolutions(self) -> list[int]:
@@ -100,7 +101,22 @@ def _check_field_names(values: dict[str, Any]) -> None:
     names = [f.name for f in dataclasses.fields(HVAEConfig)]
     unknown = set(values) - set(names)
     if unknown:
-        raise ValueError(f"unknown config fields: {sorted(unknown)}; the fields are {names}")
+        raise ConfigError(f"unknown config fields: {sorted(unknown)}; the fields are {names}")
+
+
+def check_field_types(config: Any) -> None:
+    """Each field of a config dataclass holds its declared type: 'false' is not a bool, 3.5 not an
+    int. Ranges are checked by the config itself."""
+    for f in dataclasses.fields(config):
+        value, kind = getattr(config, f.name), f.type
+        if kind == "bool":
+            check_bool(value, f.name)
+        elif kind == "int":
+            check_int(value, f.name, error=ConfigError)
+        elif kind == "str" and not isinstance(value, str):
+            raise ConfigError(f"{f.name} must be a string, got {value!r} ({type(value).__name__})")
+        elif kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{f.name} must be a number, got {value!r} ({type(value).__name__})")
 
 
 def allowed_resolutions(image_size: int = IMAGE_SIZE) -> list[int]:
@@ -118,6 +134,8 @@ def parse_latent_spec(spec: str, image_size: int = IMAGE_SIZE) -> list[tuple[int
     Resolutions must divide `image_size` by a power of two and must not decrease; counts may
     be 0 (a resolution the top-down path passes through without latents).
     """
+    if not isinstance(spec, str):
+        raise ConfigError(f"latent_spec must be a string such as '7x5,14x5', got {spec!r}")
     allowed = allowed_resolutions(image_size)
     allowed_text = ", ".join(map(str, allowed[:-1])) + (" or " if len(allowed) > 1 else "") + str(allowed[-1])
     stages = []
@@ -126,16 +144,16 @@ def parse_latent_spec(spec: str, image_size: int = IMAGE_SIZE) -> list[tuple[int
             res_text, count_text = part.split("x")
             res, count = int(res_text), int(count_text)
         except ValueError:
-            raise ValueError(f"bad latent spec {spec!r}: each part is RESxCOUNT, e.g. '7x5,14x5'") from None
+            raise ConfigError(f"bad latent spec {spec!r}: each part is RESxCOUNT, e.g. '7x5,14x5'") from None
         if res not in allowed or count < 0:
-            raise ValueError(f"bad latent spec {spec!r}: resolution must be {allowed_text} "
-                             f"(images of side {image_size}), count >= 0")
+            raise ConfigError(f"bad latent spec {spec!r}: resolution must be {allowed_text} "
+                              f"(images of side {image_size}), count >= 0")
         stages.append((res, count))
     resolutions = [res for res, _ in stages]
     if resolutions != sorted(set(resolutions)):
-        raise ValueError(f"bad latent spec {spec!r}: resolutions must increase, each once")
+        raise ConfigError(f"bad latent spec {spec!r}: resolutions must increase, each once")
     if sum(count for _, count in stages) < 1:
-        raise ValueError(f"bad latent spec {spec!r}: at least one conv latent layer is needed")
+        raise ConfigError(f"bad latent spec {spec!r}: at least one conv latent layer is needed")
     return stages
 
 
@@ -174,5 +192,5 @@ PRESETS: dict[str, HVAEConfig] = {
 def get_preset(name: str, **overrides: Any) -> HVAEConfig:
     """A named preset, optionally with some fields changed."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

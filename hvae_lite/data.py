@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-IMAGE_SHAPE = (1, 28, 28)
+from .errors import DataDownloadError, DataError, InputError
+from .validate import IMAGE_SHAPE, check_float, check_images, check_int
+
+__all__ = ["DataDownloadError", "check_images"]  # re-exported: data.py is where users look for them
 
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -57,10 +61,6 @@ CACHE_DIR_ENV = "HVAE_LITE_DATA"
 MASK_KINDS = ("center", "top", "bottom", "left", "right", "squares", "pixels")
 
 
-class DataDownloadError(RuntimeError):
-    """A data file could not be fetched from any mirror and verified."""
-
-
 @dataclass(frozen=True)
 class DataSplit:
     """Images as float32 tensors (N, C, H, W) in [0, 1]; labels int64 (N,)."""
@@ -70,14 +70,24 @@ class DataSplit:
     test_images: Tensor
     test_labels: Tensor
     source: str  # "embedded", "full" (MNIST), "omniglot" or "cifar10"
+    split_seed: int | None = None  # the seed of the embedded split (None: the data set's official split)
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "DataSplit":
         """The first n_train training and n_test held-out digits (None: all of them), for quick runs."""
+        for name, n in (("n_train", n_train), ("n_test", n_test)):
+            if n is not None:
+                check_int(n, name, minimum=1)
         return DataSplit(self.train_images[:n_train], self.train_labels[:n_train],
-                         self.test_images[:n_test], self.test_labels[:n_test], self.source)
+                         self.test_images[:n_test], self.test_labels[:n_test], self.source, self.split_seed)
+
+    def describe(self) -> dict:
+        """Where the data came from, stored in every checkpoint so a resumed run trains on the
+        same digits: source, split seed and how many of the first training/held-out digits."""
+        return {"source": self.source, "split_seed": self.split_seed,
+                "n_train": len(self.train_images), "n_test": len(self.test_images)}
 
 
-def _to_split(train_x, train_y, test_x, test_y, source: str) -> DataSplit:
+def _to_split(train_x, train_y, test_x, test_y, source: str, split_seed: int | None = None) -> DataSplit:
     """uint8/float arrays in 0..255, (N, 784) or (N, 28, 28) -> DataSplit."""
     def images(a: np.ndarray) -> Tensor:
         return torch.from_numpy(np.asarray(a, dtype=np.float32) / 255.0).reshape(-1, *IMAGE_SHAPE)
@@ -85,7 +95,7 @@ def _to_split(train_x, train_y, test_x, test_y, source: str) -> DataSplit:
     def labels(a: np.ndarray) -> Tensor:
         return torch.from_numpy(np.asarray(a, dtype=np.int64).copy())
 
-    return DataSplit(images(train_x), labels(train_y), images(test_x), labels(test_y), source)
+    return DataSplit(images(train_x), labels(train_y), images(test_x), labels(test_y), source, split_seed)
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,11 +117,12 @@ def load_embedded_mnist(seed: int = 0, n_test: int = 1000) -> DataSplit:
     numpy.random.default_rng(seed), so a seed always gives the same split.
     Both parts are shuffled because the source is sorted by class.
     """
+    check_int(seed, "seed (the split seed)", minimum=0)
     pixels, labels = _embedded_arrays()
     n_classes = 10
     per_class = int(np.bincount(labels).min())
-    if n_test % n_classes or not 0 < n_test < n_classes * per_class:
-        raise ValueError(f"n_test must be a multiple of {n_classes} between {n_classes} and "
+    if check_int(n_test, "n_test") % n_classes or not 0 < n_test < n_classes * per_class:
+        raise InputError(f"n_test must be a multiple of {n_classes} between {n_classes} and "
                          f"{n_classes * (per_class - 1)}, got {n_test}")
     rng = np.random.default_rng(seed)
     test_idx, train_idx = [], []
@@ -121,7 +132,7 @@ def load_embedded_mnist(seed: int = 0, n_test: int = 1000) -> DataSplit:
         train_idx.append(idx[n_test // n_classes:])
     train_idx = rng.permutation(np.concatenate(train_idx))
     test_idx = rng.permutation(np.concatenate(test_idx))
-    return _to_split(pixels[train_idx], labels[train_idx], pixels[test_idx], labels[test_idx], "embedded")
+    return _to_split(pixels[train_idx], labels[train_idx], pixels[test_idx], labels[test_idx], "embedded", seed)
 
 
 def _resolve_cache_dir(cache_dir: str | Path | None) -> Path:
@@ -178,34 +189,49 @@ def download_files(
     """Make sure every file in `checksums` (filename -> md5) is in the cache folder, verified.
 
     A cached file whose md5 matches is reused without touching the network; one that does not
-    match is deleted and fetched again. Mirrors (base URLs) are tried in order. Returns the cache
-    folder. Raises DataDownloadError naming the file, each mirror tried and what it answered,
-    and what to do (`what` names the data set, `alternative` says what works offline).
+    match is replaced only by a verified download (with a warning), never deleted otherwise.
+    Mirrors (base URLs) are tried in order. Returns the cache folder. Raises DataDownloadError
+    listing every file still missing, each mirror tried and what it answered, and what to do
+    (`what` names the data set, `alternative` says what works offline).
     """
     folder = _resolve_cache_dir(cache_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataDownloadError(f"cannot create the data folder {folder} ({error.strerror}); "
+                                f"choose another with cache_dir or ${CACHE_DIR_ENV}") from error
+    missing = []  # (filename, md5, what was tried) of every file not in place at the end
     for filename, md5 in checksums.items():
         target = folder / filename
         attempts = []
-        if target.exists():
-            if _md5(target) == md5:
-                continue
-            target.unlink()  # never trust a corrupt or foreign file, even a nearly complete one
-            attempts.append(f"  cached {target}: checksum mismatch, removed")
+        foreign = target.exists() and _md5(target) != md5
+        if target.exists() and not foreign:
+            continue
+        if foreign:  # a file someone put there: kept unless a verified copy replaces it
+            attempts.append(f"  {target} is there but its md5 is {_md5(target)}, not the expected one")
         for mirror in mirrors:
             url = mirror.rstrip("/") + "/" + filename
             try:
                 _fetch_verified(url, target, md5, timeout)
+                if foreign:
+                    warnings.warn(f"{target} failed its checksum and was replaced by a verified download")
                 break
             except _FETCH_ERRORS as error:
                 attempts.append(f"  {url}: {_describe_failure(error)}")
         else:
-            raise DataDownloadError(
-                f"Could not get {what} file {filename!r} (expected md5 {md5}).\n"
-                + ("Tried:\n" + "\n".join(attempts) if attempts else "No mirrors were given.")
-                + f"\nTo fix: check your network connection and try again; or download the file by "
-                f"hand and place it in {folder}; or {alternative}."
-            )
+            missing.append((filename, md5, attempts))
+    if missing:
+        lines = []
+        for filename, md5, attempts in missing:
+            lines.append(f"- {filename} (expected md5 {md5}); tried:")
+            lines.extend(attempts or ["  no mirrors were given"])
+        raise DataDownloadError(
+            f"Could not get {len(missing)} of the {len(checksums)} {what} files into {folder}:\n"
+            + "\n".join(lines)
+            + "\nNo file you placed there was deleted. To fix: check your network connection and try again; "
+            f"or download the files listed above by hand and place them, unchanged, in {folder}; "
+            f"or {alternative}."
+        )
     return folder
 
 
@@ -225,27 +251,27 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (gzipped or raw) into a native-endian array of the shape in its header.
-    Raises ValueError, naming the file and the problem, when it is corrupt or truncated."""
+    Raises DataError, naming the file and the problem, when it is corrupt or truncated."""
     path = Path(path)
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":  # gzip magic
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as error:
-            raise ValueError(f"{path}: corrupt or truncated gzip data ({error}); "
+            raise DataError(f"{path}: corrupt or truncated gzip data ({error}); "
                              "delete it and download it again") from error
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] not in _IDX_DTYPES or data[3] == 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
+        raise DataError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
     ndim = data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(f"{path}: truncated IDX header ({ndim} dimensions need {header} bytes, "
+        raise DataError(f"{path}: truncated IDX header ({ndim} dimensions need {header} bytes, "
                          f"file has {len(data)})")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[data[2]])
     expected = int(np.prod(dims)) * dtype.itemsize
     if len(data) - header != expected:
-        raise ValueError(f"{path}: header says shape {dims} ({expected} bytes of data) but the file "
+        raise DataError(f"{path}: header says shape {dims} ({expected} bytes of data) but the file "
                          f"has {len(data) - header}; it is truncated or corrupt")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
@@ -261,7 +287,7 @@ def load_full_mnist(
     arrays = [read_idx(folder / name) for name in MNIST_FILES]
     for images, labels in (arrays[:2], arrays[2:]):
         if images.shape[1:] != IMAGE_SHAPE[1:] or labels.shape != images.shape[:1]:
-            raise ValueError(f"unexpected MNIST shapes in {folder}: images {images.shape}, "
+            raise DataError(f"unexpected MNIST shapes in {folder}: images {images.shape}, "
                              f"labels {labels.shape}")
     return _to_split(*arrays, "full")
 
@@ -271,9 +297,12 @@ def load_mnist(source: str = "embedded", seed: int = 0, cache_dir: str | Path | 
     `seed` is unused)."""
     if source == "embedded":
         return load_embedded_mnist(seed=seed)
+    if source == "full" and seed != 0:
+        raise InputError(f"the full MNIST has one official split; split seed {seed} applies only to "
+                         "the embedded data: leave it at 0 or use source='embedded'")
     if source == "full":
         return load_full_mnist(cache_dir=cache_dir)
-    raise ValueError(f"unknown MNIST source {source!r}; choose 'embedded' or 'full'")
+    raise InputError(f"unknown MNIST source {source!r}; choose 'embedded' or 'full'")
 
 
 def load_omniglot(
@@ -409,10 +438,9 @@ def iterate_minibatches(
     """Yield (B, C, H, W) batches, or (images, labels) pairs when labels are given.
     The last batch may be smaller. A shuffle is reproducible with a seeded CPU generator."""
     # Arguments are checked here, not inside the generator, so mistakes fail at the call.
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    check_int(batch_size, "batch_size", minimum=1)
     if labels is not None and len(labels) != len(images):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        raise InputError(f"{len(images)} images but {len(labels)} labels")
     order = torch.randperm(len(images), generator=generator) if shuffle else torch.arange(len(images))
 
     def batches():
@@ -442,17 +470,14 @@ def occlusion_mask(
     each pixel missing with probability missing_fraction.
     """
     if kind not in MASK_KINDS:
-        raise ValueError(f"unknown mask kind {kind!r}; choose one of {MASK_KINDS}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if image_size < 2:
-        raise ValueError(f"image_size must be >= 2, got {image_size}")
-    size, half = image_size, image_size // 2
+        raise InputError(f"unknown mask kind {kind!r}; choose one of {MASK_KINDS}")
+    check_int(batch_size, "batch_size", minimum=1)
+    size = check_int(image_size, "image_size", minimum=2)
+    half = size // 2
     side = square_size if square_size is not None else (half if kind == "center" else max(1, 8 * size // 28))
-    if not 1 <= side <= size:
-        raise ValueError(f"square_size must be between 1 and {size}, got {side}")
-    if not 0.0 <= missing_fraction <= 1.0:
-        raise ValueError(f"missing_fraction must be in [0, 1], got {missing_fraction}")
+    check_int(side, "square_size", minimum=1, maximum=size)
+    check_int(n_squares, "n_squares", minimum=1)
+    check_float(missing_fraction, "missing_fraction", low=0.0, high=1.0)
     mask = torch.ones(batch_size, 1, size, size)
     if kind == "center":
         start = (size - side) // 2
@@ -490,34 +515,3 @@ def random_occlusion_mask(
         if len(rows):
             mask[rows] = occlusion_mask(kind, len(rows), image_size, generator)
     return mask
-
-
-def check_images(x: Tensor, binary: bool = False, name: str = "x",
-                 shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
-    """Raise a ValueError that says what to do unless x is a non-empty float (B, *shape) batch
-    (default (B, 1, 28, 28)) of finite values in [0, 1] (and, with binary=True, only 0s and 1s)."""
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    shape = tuple(shape)
-    if tuple(x.shape[1:]) != shape:
-        hint = ""
-        if x.dim() == 2 and x.shape[1] == math.prod(shape):
-            hint = f"; flat images: use {name}.view(-1, {', '.join(map(str, shape))})"
-        elif shape[0] == 1 and x.dim() == 3 and tuple(x.shape[1:]) == shape[1:]:
-            hint = f"; missing the channel axis: use {name}.unsqueeze(1)"
-        elif x.dim() == 4 and tuple(x.shape[1:]) == (*shape[1:], shape[0]):
-            hint = f"; channels last: use {name}.permute(0, 3, 1, 2)"
-        raise ValueError(f"{name} must have shape (B, {', '.join(map(str, shape))}), got {tuple(x.shape)}{hint}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (B = 0)")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor in [0, 1], got {x.dtype}; "
-                         f"use {name}.float() / 255 for 0..255 pixels")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf values")
-    low, high = x.min().item(), x.max().item()
-    if low < 0 or high > 1:
-        raise ValueError(f"{name} must be in [0, 1], got values in [{low:g}, {high:g}]")
-    if binary and not ((x == 0) | (x == 1)).all():
-        raise ValueError(f"{name} has values other than 0 and 1: the Bernoulli likelihood needs "
-                         "binary pixels; binarise with dynamic_binarize / fixed_binarize")

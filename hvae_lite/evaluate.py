@@ -9,14 +9,19 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from .data import check_images, fixed_binarize, iterate_minibatches, random_occlusion_mask
+from .data import fixed_binarize, iterate_minibatches, random_occlusion_mask
+from .errors import InputError
 from .model import HVAE
 from .objectives import bits_per_dim, iwae_log_likelihood
+from .validate import check_images, check_int, check_model_images
 
 
 @torch.no_grad()
 def heldout_elbo(model: HVAE, images: torch.Tensor, seed: int = 0, batch_size: int = 500) -> tuple[float, list[float]]:
-    """Mean ELBO (nats) and mean KL per layer on fixed-binarised images, in fp32."""
+    """Mean ELBO (nats) and mean KL per layer on fixed-binarised images, in fp32.
+    images: (N, 1, 28, 28) in [0, 1]."""
+    images = check_images(images, name="images")
+    check_int(batch_size, "batch_size", minimum=1)
     model.eval()
     device = next(model.parameters()).device
     x_all = prepare_heldout(model, images, seed)
@@ -32,7 +37,8 @@ def heldout_elbo(model: HVAE, images: torch.Tensor, seed: int = 0, batch_size: i
 
 
 def prepare_heldout(model: HVAE, images: torch.Tensor, seed: int) -> torch.Tensor:
-    """Held-out images as the likelihood wants them: a fixed binarisation for a Bernoulli model."""
+    """Held-out images as the likelihood wants them: a fixed binarisation for a Bernoulli model
+    (binary images pass unchanged). Every function that scores a data set goes through here."""
     if model.config.likelihood == "bernoulli":
         return fixed_binarize(images, seed)
     return images
@@ -54,7 +60,9 @@ def per_image_scores(model: HVAE, images: Tensor, k: int, batch_size: int = 100,
 
     Per-image values let two models be compared digit by digit (`paired_difference`).
     """
-    check_images(images, name="images", shape=model.config.image_shape)
+    images = check_images(images, name="images", shape=model.config.image_shape)
+    for name, value in (("k (importance samples)", k), ("batch_size", batch_size), ("chunk_size", chunk_size)):
+        check_int(value, name, minimum=1)
     model.eval()
     device = next(model.parameters()).device
     x_all = prepare_heldout(model, images, seed)
@@ -86,7 +94,7 @@ def paired_difference(a: Tensor | np.ndarray | list[float], b: Tensor | np.ndarr
     both models share cancels, so the error bar is much smaller than either model's own."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"paired values need two equal-length 1-D arrays, got {a.shape} and {b.shape}")
+        raise InputError(f"paired values need two equal-length 1-D arrays, got {a.shape} and {b.shape}")
     return mean_stderr(a - b)
 
 
@@ -106,7 +114,7 @@ def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = 100, 
         "k": k,
         "elbo": scores["elbo"].mean().item(),
         "nll_iwae": nll,
-        "nll_iwae_stderr": nll_stderr,
+        "nll_iwae_stderr": nll_stderr if len(images) > 1 else None,  # None (valid JSON): one image
         "bits_per_dim": bits_per_dim(nll, math.prod(model.config.image_shape)),
         "kl_per_layer": scores["kl"].mean(0).tolist(),
         "active_units": active_units(model, prepare_heldout(model, images, seed), batch_size=batch_size),
@@ -126,7 +134,7 @@ def layers_in_use(kl_per_layer: list[float] | Tensor, free_bits_floor: float = 0
     """
     kl = [float(v) for v in (kl_per_layer.tolist() if isinstance(kl_per_layer, Tensor) else kl_per_layer)]
     if free_bits_floor < 0 or not math.isfinite(free_bits_floor):
-        raise ValueError(f"free_bits_floor must be a finite number >= 0, got {free_bits_floor}")
+        raise InputError(f"free_bits_floor must be a finite number >= 0, got {free_bits_floor}")
     return [v >= IN_USE_MIN_KL and v >= free_bits_floor + IN_USE_ABOVE_FLOOR for v in kl]
 
 
@@ -136,7 +144,10 @@ def active_units(model: HVAE, x: Tensor, threshold: float = 0.01, batch_size: in
 
     A unit whose posterior mean ignores x carries no information: Burda et al.'s measure.
     The conv layers' posteriors depend on the samples above them; we take one sample, as in training.
+    x: (N, 1, 28, 28), binary for a Bernoulli model.
     """
+    x = check_model_images(model, x)
+    check_int(batch_size, "batch_size", minimum=1)
     device = next(model.parameters()).device
     means: list[list[Tensor]] = [[] for _ in range(model.n_latent_layers)]
     for batch in iterate_minibatches(x, batch_size, shuffle=False):
@@ -144,14 +155,19 @@ def active_units(model: HVAE, x: Tensor, threshold: float = 0.01, batch_size: in
         out = model(batch, heldout_mask(model, batch, 0))
         for i, layer in enumerate(out.layers):
             means[i].append(layer.posterior.mean.flatten(1).cpu())
+    if len(x) == 1:  # one image: no unit can vary (and torch's unbiased variance would be NaN)
+        return [0] * len(means)
     return [int((torch.cat(m).var(0) > threshold).sum()) for m in means]
 
 
 @torch.no_grad()
 def mixture_assignments(model: HVAE, images: Tensor, batch_size: int = 500) -> Tensor:
-    """The mixture component each image's top latent (posterior mean) most likely came from: (N,)."""
-    if model.top.mixture is None:
-        raise ValueError("this model has no mixture prior on its top latent (use top_prior='mixture')")
+    """The mixture component each image's top latent (posterior mean) most likely came from:
+    images (N, 1, 28, 28) in [0, 1] (grey ones get evaluation's fixed binarisation) -> (N,)."""
+    if getattr(getattr(model, "top", None), "mixture", None) is None:
+        raise InputError("this model has no mixture prior on its top latent (use top_prior='mixture')")
+    images = prepare_heldout(model, check_images(images, name="images"), seed=0)
+    check_int(batch_size, "batch_size", minimum=1)
     device = next(model.parameters()).device
     out = []
     for batch in iterate_minibatches(images, batch_size, shuffle=False):
@@ -167,12 +183,15 @@ def clustering_accuracy(assignments: Tensor | np.ndarray, labels: Tensor | np.nd
     """
     assignments, labels = np.asarray(assignments), np.asarray(labels)
     if assignments.shape != labels.shape or assignments.ndim != 1 or len(labels) == 0:
-        raise ValueError(f"need two equal-length 1-D arrays, got {assignments.shape} and {labels.shape}")
+        raise InputError(f"need two equal-length, non-empty 1-D arrays, got {assignments.shape} and {labels.shape}")
     for name, values in (("assignments", assignments), ("labels", labels)):
         if values.dtype.kind not in "iu" or values.min() < 0:
-            raise ValueError(f"{name} must be non-negative integers (cluster and class indices)")
-    n_clusters, n_labels = assignments.max() + 1, labels.max() + 1
-    counts = np.zeros((n_clusters, n_labels), dtype=np.int64)
-    np.add.at(counts, (assignments, labels), 1)
+            raise InputError(f"{name} must be non-negative integers (cluster and class indices), got {values.dtype} "
+                             f"values from {values.min()} to {values.max()}")
+    # Only the values that occur matter: renumber them 0..n-1, so a label of 10**9 costs nothing.
+    cluster_ids, clusters = np.unique(assignments, return_inverse=True)
+    label_ids, classes = np.unique(labels, return_inverse=True)
+    counts = np.zeros((len(cluster_ids), len(label_ids)), dtype=np.int64)
+    np.add.at(counts, (clusters, classes), 1)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, cols].sum() / len(labels))

@@ -9,7 +9,10 @@ import torch
 from torch import Tensor
 
 from .data import iterate_minibatches
+from .errors import InputError
+from .evaluate import prepare_heldout
 from .model import HVAE
+from .validate import check_images, check_int, check_model_images, check_temperature
 
 
 @contextmanager
@@ -40,6 +43,14 @@ def layer_resamples(model: HVAE, x: Tensor, keeps: Sequence[int], n_samples: int
     heads; an autoregressive head draws binary pixels). k = 0 gives prior samples, k = L
     reconstructions (posterior samples of every layer).
     """
+    x = check_model_images(model, x)
+    keeps = list(keeps)
+    if not keeps:
+        raise InputError("keeps is empty: give at least one number of top layers to keep, e.g. [0, 3]")
+    for keep in keeps:
+        check_int(keep, "each keep (top layers kept)", minimum=0, maximum=model.n_latent_layers)
+    check_int(n_samples, "n_samples", minimum=1)
+    check_temperature(temperature)
     device = model_device(model)
     x = x.to(device)
     model.eval()
@@ -57,12 +68,18 @@ def component_samples(model: HVAE, n_per_component: int = 8, temperature: float 
     """Samples whose top latent comes from each mixture component (default: all of them), as
     pixel probabilities: (len(components), n, 1, 28, 28). Component c is drawn with seed + c,
     so its samples do not depend on which other components are asked for."""
-    if model.top.mixture is None:
-        raise ValueError("this model has no mixture prior on its top latent (use the 'mixture' preset)")
+    if getattr(getattr(model, "top", None), "mixture", None) is None:
+        raise InputError("this model has no mixture prior on its top latent (use the 'mixture' preset)")
+    check_int(n_per_component, "n_per_component", minimum=1)
+    check_temperature(temperature)
     model.eval()
     device = model_device(model)
-    if components is None:
-        components = range(model.top.mixture.means.shape[0])
+    n_components = model.top.mixture.means.shape[0]
+    components = range(n_components) if components is None else list(components)
+    if len(components) == 0:
+        raise InputError(f"components is empty: give some of 0..{n_components - 1}, or None for all")
+    for c in components:
+        check_int(c, "each component", minimum=0, maximum=n_components - 1)
     rows = []
     for c in components:
         with seeded(None if seed is None else seed + c, device):
@@ -75,8 +92,15 @@ def top_latent_embedding(model: HVAE, images: Tensor, batch_size: int = 500) -> 
     """A 2-D map of the top latent: posterior means q(z_0 | x) projected on their two principal axes.
 
     images: (N, 1, 28, 28) -> (N, 2). Exact (SVD, no random projection), with each axis's sign
-    fixed so the same model always gives the same picture.
+    fixed so the same model always gives the same picture. Needs N >= 2 images in [0, 1] (grey ones
+    get evaluation's fixed binarisation) and a top latent of at least 2 dimensions.
     """
+    images = prepare_heldout(model, check_images(images, name="images"), seed=0)
+    if len(images) < 2:
+        raise InputError(f"a 2-D map needs at least 2 images, got {len(images)}")
+    if model.top.dim < 2:
+        raise InputError(f"a 2-D map needs a top latent of at least 2 dimensions; this model's has {model.top.dim}")
+    check_int(batch_size, "batch_size", minimum=1)
     model.eval()
     device = model_device(model)
     means = torch.cat([model.encode_top(batch.to(device)).mean.cpu()

@@ -19,29 +19,29 @@ import torch
 from torch import Tensor
 
 from .baseline import MLPVAE
-from .data import occlusion_mask
+from .data import MASK_KINDS, occlusion_mask
+from .errors import InputError
 from .explore import model_device, seeded
 from .model import HVAE
 from .objectives import iwae_log_likelihood
+from .validate import check_int, check_mask, check_model_images, check_temperature
 
 Model = HVAE | MLPVAE
 
 
-def _check(model: Model, x: Tensor, observed: Tensor, conditional: bool | None) -> None:
-    """Raise a ValueError saying what to do if the model or mask does not fit the method."""
-    c, h, w = model.config.image_shape
-    if tuple(x.shape[1:]) != (c, h, w) or tuple(observed.shape) != (x.shape[0], 1, h, w):
-        raise ValueError(f"x must be (B, {c}, {h}, {w}) and observed (B, 1, {h}, {w}) for this model, got "
-                         f"{tuple(x.shape)} and {tuple(observed.shape)}")
-    if not ((observed == 0) | (observed == 1)).all():
-        raise ValueError("observed must hold only 0 (missing) and 1 (observed); see data.occlusion_mask")
+def _check(model: Model, x: Tensor, observed: Tensor, conditional: bool | None) -> tuple[Tensor, Tensor]:
+    """The images and mask, checked (binary images for a Bernoulli model, a 0/1 mask of their shape),
+    or an InputError saying what to do if they or the model do not fit the method."""
+    x = check_model_images(model, x)
+    observed = check_mask(observed, x)
     head = getattr(model, "head", None)
     if head is not None and head.autoregressive:
-        raise ValueError("imputation needs a factorised head: an autoregressive head cannot condition a pixel "
+        raise InputError("imputation needs a factorised head: an autoregressive head cannot condition a pixel "
                          "on observed pixels after it; use a model with ar_layers=0")
     if conditional is not None and model.config.conditional != conditional:
-        raise ValueError("impute_conditional needs a conditional model (the 'imputation' preset)" if conditional
+        raise InputError("impute_conditional needs a conditional model (the 'imputation' preset)" if conditional
                          else "a conditional model imputes in one pass: use impute_conditional")
+    return x, observed
 
 
 def _repeat(t: Tensor, n: int) -> Tensor:
@@ -71,9 +71,9 @@ def impute_iterative(model: Model, x: Tensor, observed: Tensor, n_steps: int = 2
     every step, (n_steps, B, n_samples, C, H, W). Coin-flip pixels (0 or 1) are valid values of
     every likelihood, 8-bit ones included.
     """
-    _check(model, x, observed, conditional=False)
-    if n_steps < 1 or n_samples < 1:
-        raise ValueError(f"n_steps and n_samples must be >= 1, got {n_steps} and {n_samples}")
+    x, observed = _check(model, x, observed, conditional=False)
+    check_int(n_steps, "n_steps", minimum=1)
+    check_int(n_samples, "n_samples", minimum=1)
     device = model_device(model)
     model.eval()
     x, observed = _repeat(x.to(device), n_samples), _repeat(observed.to(device), n_samples)
@@ -97,9 +97,9 @@ def impute_conditional(model: HVAE, x: Tensor, observed: Tensor, n_samples: int 
                        binary: bool = True, seed: int | None = 0) -> Tensor:
     """Samples from a conditional model: z from the prior p(z | masked x, mask), then the missing
     pixels from p(x | z). x: (B, C, H, W), observed: (B, 1, H, W) -> (B, n_samples, C, H, W)."""
-    _check(model, x, observed, conditional=True)
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    x, observed = _check(model, x, observed, conditional=True)
+    check_int(n_samples, "n_samples", minimum=1)
+    check_temperature(temperature)
     device = model_device(model)
     model.eval()
     x, observed = _repeat(x.to(device), n_samples), _repeat(observed.to(device), n_samples)
@@ -123,7 +123,9 @@ def missing_log_likelihood(model: Model, x: Tensor, observed: Tensor, k: int = 1
     log p(x) already computed with the same seed and k (it does not depend on the mask, so a
     caller scoring many masks computes it once).
     """
-    _check(model, x, observed, conditional=None)
+    x, observed = _check(model, x, observed, conditional=None)
+    check_int(k, "k (importance samples)", minimum=1)
+    check_int(chunk_size, "chunk_size", minimum=1)
     if seed is None:  # still one seed for both bounds below
         seed = int(torch.randint(2**62, ()))
     device = model_device(model)
@@ -155,6 +157,10 @@ def imputation_scores(models: Mapping[str, Model], x: Tensor, kinds: Sequence[st
     (kind, model): kind, model, missing (mean number of missing sub-pixels), nats (mean per image)
     and nats_per_pixel (per missing sub-pixel: a missing RGB pixel counts 3). Every model sees the
     same seeded masks. x: (B, C, H, W)."""
+    if not models:
+        raise InputError("give at least one model, e.g. {'matryoshka': model}")
+    if isinstance(kinds, str) or not kinds or any(kind not in MASK_KINDS for kind in kinds):
+        raise InputError(f"kinds must be a non-empty list of mask kinds from {MASK_KINDS}, got {kinds!r}")
     rows = []
     for kind in kinds:
         mask = occlusion_mask(kind, x.shape[0], x.shape[-1], generator=torch.Generator().manual_seed(seed))

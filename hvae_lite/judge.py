@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import check_images, iterate_minibatches
+from .errors import InputError
 
 N_CLASSES = 10
 CONFIDENT = 0.9  # a sample is "confident" when the judge gives its top class at least this probability
@@ -59,7 +60,7 @@ class DigitJudge(nn.Module):
     @torch.no_grad()
     def probabilities(self, images: Tensor, batch_size: int = 500) -> Tensor:
         """p(y | x) for each image: (N, 1, 28, 28) -> (N, 10), in eval mode, on the judge's device."""
-        check_images(images, name="images")
+        images = check_images(images, name="images")
         self.eval()
         device = next(self.parameters()).device
         return torch.cat([torch.softmax(self(batch.to(device)), 1).cpu()
@@ -85,11 +86,11 @@ def train_judge(images: Tensor, labels: Tensor, epochs: int = 30, batch_size: in
                 seed: int = 0, config: JudgeConfig = JudgeConfig()) -> DigitJudge:
     """Train a judge on (N, 1, 28, 28) images and (N,) labels with augmentation; Adam with a
     cosine learning-rate decay. Deterministic on the CPU for a given seed."""
-    check_images(images, name="images")
+    images = check_images(images, name="images")
     if labels.shape != (images.shape[0],) or labels.min() < 0 or labels.max() >= N_CLASSES:
-        raise ValueError(f"labels must be (N,) = ({images.shape[0]},) class indices in 0..9")
+        raise InputError(f"labels must be (N,) = ({images.shape[0]},) class indices in 0..9")
     if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+        raise InputError(f"epochs must be >= 1, got {epochs}")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     judge = DigitJudge(config)
@@ -141,7 +142,7 @@ def judge_images(judge: DigitJudge, images: Tensor, labels: Tensor | None = None
     accuracy = None
     if labels is not None:
         if labels.shape != (n,):
-            raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+            raise InputError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
         accuracy = (predicted == labels.cpu()).double().mean().item()
     return JudgeVerdict(
         n_images=n, confident_fraction=confident.mean().item(),

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from .blocks import LEAK, MaskedConv2d
 from .config import HVAEConfig
 from .distributions import LOG_2PI
+from .errors import InputError
 
 LOG_SCALE_MIN = -7.0  # PixelCNN++'s floor on a logistic's log-scale: a bin holds at most ~all the mass
 
@@ -81,7 +82,7 @@ class OutputHead(nn.Module):
         if not self.autoregressive:
             return out
         if x is None:
-            raise ValueError("the autoregressive head needs x; use sample() to generate")
+            raise InputError("the autoregressive head needs x; use sample() to generate")
         return out + self._autoregressive_logits(features, x)
 
     def _autoregressive_logits(self, features: Tensor, x: Tensor) -> Tensor:

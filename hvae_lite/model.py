@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from .blocks import LEAK, Branch, downsample, gaussian_head, upsample
 from .config import HVAEConfig
-from .data import check_images
+from .errors import InputError
+from .validate import check_images, check_int, check_temperature
 from .distributions import DiagonalGaussian, MixturePrior, soft_clamp, sum_except_batch
 from .likelihoods import OutputHead
 
@@ -204,7 +205,7 @@ class HVAE(nn.Module):
         if self.context_net is None:
             return [None] * len(self.layers), None
         if observed is None or x is None:
-            raise ValueError("a conditional (imputation) model needs the image and its observed-pixel mask")
+            raise InputError("a conditional (imputation) model needs the image and its observed-pixel mask")
         return self.context_net(torch.cat([x * observed, observed], 1))
 
     def top_down(self, n: int, bu: tuple[list[Tensor], Tensor] | None = None, *,
@@ -224,7 +225,7 @@ class HVAE(nn.Module):
         keep = n_layers if keep_posterior is None else keep_posterior
         forced = forced or [None] * n_layers
         if len(forced) != n_layers:
-            raise ValueError(f"forced must have one entry per latent layer ({n_layers}), got {len(forced)}")
+            raise InputError(f"forced must have one entry per latent layer ({n_layers}), got {len(forced)}")
         bu_states, bu_top = bu if bu is not None else ([None] * len(self.layers), None)
         context_states, context_top = self._context(observed_x, observed)
         h, top_stats = self.top(n, device, bu_top if keep > 0 else None, context_top,
@@ -250,15 +251,17 @@ class HVAE(nn.Module):
         for log p(x_observed), the missing ones being marginalised out.
         """
         shape = self.config.image_shape
-        check_images(x, binary=self.config.likelihood == "bernoulli", name="x", shape=shape)
+        x = check_images(x, binary=self.config.likelihood == "bernoulli", name="x", shape=shape)
         if observed is not None:
-            check_images(observed, binary=True, name="observed", shape=(1, *shape[1:]))
+            observed = check_images(observed, binary=True, name="observed", shape=(1, *shape[1:]))
+        if pixel_mask is not None:
+            pixel_mask = check_images(pixel_mask, name="pixel_mask", shape=shape)
         if pixel_mask is None and self.config.conditional:
             if observed is None:
-                raise ValueError("a conditional (imputation) model needs the image and its observed-pixel mask")
+                raise InputError("a conditional (imputation) model needs the image and its observed-pixel mask")
             pixel_mask = 1 - observed
         elif pixel_mask is not None and self.head.autoregressive:
-            raise ValueError("an autoregressive head cannot marginalise pixels: its pixels depend on each other")
+            raise InputError("an autoregressive head cannot marginalise pixels: its pixels depend on each other")
         features, stats = self.top_down(x.shape[0], self.bottom_up(x), observed_x=x, observed=observed)
         params = self.head.params(features, x)
         pixel_log_prob = self.head.pixel_log_prob(x, params)
@@ -277,7 +280,14 @@ class HVAE(nn.Module):
         probabilities for a factorised Bernoulli head), which shows a sample's shape more clearly
         than a draw."""
         if self.config.conditional:
-            raise ValueError("a conditional model samples given an observed image: use impute()")
+            raise InputError("a conditional model samples given an observed image: use impute()")
+        check_int(n, "n (number of samples)", minimum=1)
+        check_temperature(temperature)
+        if component is not None:
+            n_components = self.top.mixture.means.shape[0] if self.top.mixture is not None else 0
+            if n_components == 0:
+                raise InputError("component is set, but this model has no mixture prior (top_prior='mixture')")
+            check_int(component, "component", minimum=0, maximum=n_components - 1)
         features, _ = self.top_down(n, temperature=temperature, component=component)
         return self.head.sample(features, binary=binary)
 
@@ -287,8 +297,8 @@ class HVAE(nn.Module):
 
         keep = 0 is a prior sample, keep = n_latent_layers a reconstruction. (B, C, S, S) -> same.
         """
-        if not 0 <= keep <= self.n_latent_layers:
-            raise ValueError(f"keep must be in 0..{self.n_latent_layers}, got {keep}")
+        check_int(keep, "keep (top layers kept)", minimum=0, maximum=self.n_latent_layers)
+        check_temperature(temperature)
         features, _ = self.top_down(x.shape[0], self.bottom_up(x), keep_posterior=keep, temperature=temperature)
         return self.head.sample(features, binary=binary)
 

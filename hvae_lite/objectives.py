@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from .model import HVAE, HVAEOutput
+from .validate import check_int
 
 N_PIXELS = 28 * 28
 
@@ -70,8 +71,8 @@ def iwae_log_likelihood(model: HVAE, x: Tensor, k: int, chunk_size: int = 100,
     this estimates the marginal likelihood of the counted pixels only. The k samples are drawn in chunks of `chunk_size` copies of the batch and combined with a
     running logsumexp, so k = 1000 needs the memory of one chunk, not of all k.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    check_int(k, "k (importance samples)", minimum=1)
+    check_int(chunk_size, "chunk_size", minimum=1)
     total = None
     done = 0
     while done < k:

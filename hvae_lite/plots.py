@@ -13,11 +13,35 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .errors import InputError
+from .validate import check_float, check_images, check_int
+
+
+def _image_stack(images: Tensor, n_lead: int, name: str) -> Tensor:
+    """images (*lead, C, H, W) with n_lead leading axes, C = 1 (grey) or 3 (RGB), checked like
+    every image in the kit."""
+    if not isinstance(images, Tensor) or images.dim() != n_lead + 3 or images.shape[-3] not in (1, 3):
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise InputError(f"{name} must have {n_lead} leading axes before (C, H, W) with C = 1 or 3, got {shape}")
+    image_shape = tuple(images.shape[-3:])
+    return check_images(images.detach().cpu().reshape(-1, *image_shape), name=name,
+                        shape=image_shape).view(images.shape)
+
+
+def _numbers(values: Sequence[float], name: str) -> np.ndarray:
+    """A non-empty 1-D sequence of finite numbers."""
+    array = np.asarray(values, dtype=float) if len(values) else np.zeros(0)
+    if array.ndim != 1 or len(array) == 0 or not np.isfinite(array).all():
+        raise InputError(f"{name} must be a non-empty list of finite numbers, one per latent layer, got {values!r}")
+    return array
+
 
 def image_grid(images: Tensor, ncols: int | None = None, title: str | None = None, scale: float = 0.6) -> Figure:
     """A grid of (N, C, H, W) images in [0, 1]: grey (C = 1, white digits on black) or RGB (C = 3)."""
+    images = _image_stack(images if isinstance(images, Tensor) else torch.as_tensor(images), 0, "images")
+    check_float(scale, "scale", low=0.0, low_open=True)
     n = images.shape[0]
-    ncols = ncols or math.ceil(math.sqrt(n))
+    ncols = math.ceil(math.sqrt(n)) if ncols is None else check_int(ncols, "ncols", minimum=1)
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(ncols * scale, nrows * scale + (0.4 if title else 0)))
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -33,6 +57,7 @@ def image_grid(images: Tensor, ncols: int | None = None, title: str | None = Non
 
 def kl_per_layer(kl: Sequence[float], title: str = "KL per latent layer", ax=None) -> Figure:
     """Bar chart of the mean KL (nats) of each latent layer, top vector first."""
+    kl = _numbers(kl, "kl")
     if ax is None:
         fig = Figure(figsize=(6, 2.8))
         ax = fig.subplots()
@@ -52,7 +77,11 @@ def training_curves(history: Sequence[dict], title: str = "Training") -> Figure:
     `history` is `Trainer.fit()`'s list of per-epoch dicts (epoch, elbo, test_elbo, test_kl, ...).
     """
     if not history:
-        raise ValueError("history is empty: train for at least one epoch")
+        raise InputError("history is empty: train for at least one epoch")
+    needed = {"epoch", "elbo", "kl"}
+    if any(not isinstance(r, dict) or needed - set(r) for r in history):
+        raise InputError(f"each record of history must be a dict with {sorted(needed)} (Trainer.fit() returns "
+                         "such a list)")
     epochs = [record["epoch"] for record in history]
     fig = Figure(figsize=(10, 3.2))
     ax_elbo, ax_kl = fig.subplots(1, 2)
@@ -76,6 +105,9 @@ def training_curves(history: Sequence[dict], title: str = "Training") -> Figure:
 def active_units_bar(active: Sequence[int], units_per_layer: Sequence[int] | None = None,
                      title: str = "Active units per latent layer") -> Figure:
     """Bars of the active units of each layer (top vector first), over grey bars of all its units."""
+    active = _numbers(active, "active")
+    if units_per_layer is not None and len(_numbers(units_per_layer, "units_per_layer")) != len(active):
+        raise InputError(f"{len(active)} layers of active units but {len(units_per_layer)} of units_per_layer")
     fig = Figure(figsize=(6, 2.8))
     ax = fig.subplots()
     positions = range(len(active))
@@ -95,9 +127,14 @@ def layer_resample_grid(samples: Tensor, keeps: Sequence[int], originals: Tensor
                         title: str | None = None, scale: float = 0.6) -> Figure:
     """Rows: number k of top layers kept from the posterior; columns: for each digit, its original
     (if given) then its samples. samples: (len(keeps), B, S, C, H, W); originals: (B, C, H, W)."""
+    samples = _image_stack(samples, 3, "samples")
+    if originals is not None:
+        originals = _image_stack(originals, 1, "originals")
+        if len(originals) != samples.shape[1]:
+            raise InputError(f"{samples.shape[1]} digits of samples but {len(originals)} originals")
     n_keeps, n_digits, n_samples = samples.shape[:3]
     if n_keeps != len(keeps):
-        raise ValueError(f"{n_keeps} rows of samples but {len(keeps)} keep values")
+        raise InputError(f"{n_keeps} rows of samples but {len(keeps)} keep values")
     per_digit = n_samples + (originals is not None)
     fig = Figure(figsize=(n_digits * per_digit * scale + 0.6, n_keeps * scale + (0.4 if title else 0)))
     axes = fig.subplots(n_keeps, n_digits * per_digit, squeeze=False)
@@ -121,6 +158,7 @@ def layer_resample_grid(samples: Tensor, keeps: Sequence[int], originals: Tensor
 def component_samples(images: Tensor, title: str = "Samples from each mixture component",
                       scale: float = 0.6) -> Figure:
     """One row per mixture component: images (K, n, C, H, W)."""
+    images = _image_stack(images, 2, "images")
     n_components, n = images.shape[:2]
     fig = Figure(figsize=(n * scale + 0.6, n_components * scale + 0.4))
     axes = fig.subplots(n_components, n, squeeze=False)
@@ -136,8 +174,12 @@ def component_samples(images: Tensor, title: str = "Samples from each mixture co
 def embedding_scatter(points: Tensor, labels: Tensor, title: str = "Top latents (2-D projection)") -> Figure:
     """points (N, 2) coloured by their integer labels (N,), one legend entry per label."""
     points, labels = np.asarray(points), np.asarray(labels)
-    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
-        raise ValueError(f"need points (N, 2) and labels (N,), got {points.shape} and {labels.shape}")
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels) or len(points) == 0:
+        raise InputError(f"need points (N, 2) and labels (N,), N >= 1, got {points.shape} and {labels.shape}")
+    if not np.isfinite(points.astype(float)).all():
+        raise InputError("points contain NaN or inf values; an embedding of finite latents has none")
+    if labels.dtype.kind not in "iu":
+        raise InputError(f"labels must be integers, got {labels.dtype}")
     fig = Figure(figsize=(5.5, 4.5))
     ax = fig.subplots()
     colours = matplotlib.colormaps["tab10"]
@@ -159,6 +201,13 @@ def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor],
     of each method; grey images have their imputed pixels tinted amber, colour images keep their
     colours (the input column shows where the gap is). x: (B, C, H, W), observed: (B, 1, H, W);
     each imputation (B, S, C, H, W)."""
+    x = _image_stack(x, 1, "x")
+    observed = check_images(observed.detach().cpu(), binary=True, name="observed", shape=(1, *x.shape[2:]))
+    if observed.shape[0] != x.shape[0]:
+        raise InputError(f"observed must have one mask per image of x ({x.shape[0]}), got {observed.shape[0]}")
+    imputations = {name: _image_stack(samples, 2, f"imputations[{name!r}]") for name, samples in imputations.items()}
+    if any(samples.shape[0] != x.shape[0] for samples in imputations.values()):
+        raise InputError(f"every imputation must have {x.shape[0]} rows, one per image of x")
     columns = [("original", None), ("input", None)]
     columns += [(name if s == 0 else "", (name, s)) for name, samples in imputations.items()
                 for s in range(samples.shape[1])]

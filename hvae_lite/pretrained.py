@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
-from .checkpoints import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint, sha256_of
+from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint, sha256_of
 from .config import HVAEConfig, get_preset
 from .data import DataSplit, load_mnist
+from .errors import CheckpointError, InputError
 from .judge import DigitJudge, train_judge
 from .train import TrainConfig, Trainer
 
@@ -56,12 +57,12 @@ class Recipe:
     def command(self, out: str | Path) -> list[str]:
         """The `python -m hvae_lite train` command line that trains this recipe into `out`."""
         if self.n_train is not None or self.n_test is not None:
-            raise ValueError("the command line always trains on the whole embedded split")
+            raise InputError("the command line always trains on the whole embedded split")
         default = TrainConfig()
         unexposed = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _CLI_FIELDS
                      and getattr(self.train, f.name) != getattr(default, f.name)]
         if unexposed:
-            raise ValueError(f"the command line cannot set {unexposed}: keep their defaults in a shipped recipe")
+            raise InputError(f"the command line cannot set {unexposed}: keep their defaults in a shipped recipe")
         args = ["python", "-m", "hvae_lite", "train", "--preset", self.preset, "--out", str(out), "--quiet"]
         for key, value in self.overrides.items():
             args += ["--set", f"{key}={value}"]
@@ -111,7 +112,7 @@ FAST_RECIPES: dict[str, Recipe] = {
 
 def _check_name(name: str) -> None:
     if name not in CHECKPOINT_NAMES:
-        raise ValueError(f"unknown checkpoint {name!r}; choose one of {CHECKPOINT_NAMES}")
+        raise InputError(f"unknown checkpoint {name!r}; choose one of {CHECKPOINT_NAMES}")
 
 
 def fast_mode(fast: bool | None = None) -> bool:
@@ -126,7 +127,14 @@ def read_manifest(name: str, checkpoint_dir: str | Path | None = None) -> dict[s
     path = Path(checkpoint_dir or CHECKPOINT_DIR) / f"{name}.json"
     if not path.is_file():
         raise CheckpointError(f"no manifest at {path}: run `make checkpoints` or restore it from the repository")
-    return json.loads(path.read_text())
+    fix = "restore it from the repository (git checkout -- FILE) or rebuild it with `make checkpoints`"
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"the manifest {path} is not valid JSON ({error}); {fix}") from error
+    if not isinstance(manifest, dict) or "sha256" not in manifest:
+        raise CheckpointError(f"the manifest {path} has no 'sha256' of its checkpoint; {fix}")
+    return manifest
 
 
 def recipe_for(name: str, fast: bool | None = None) -> Recipe:
@@ -200,7 +208,8 @@ def ship_checkpoint(run_path: str | Path, out_path: str | Path, dtype: torch.dty
     no optimiser, scheduler or RNG state) to `out_path`; returns its sha256."""
     run = load_checkpoint(run_path)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in run.evaluation_state().items()}
-    save_checkpoint(Checkpoint(run.config, state, run.train_config, run.history, run.epoch, run.step), out_path)
+    save_checkpoint(Checkpoint(run.config, state, run.train_config, run.history, run.epoch, run.step,
+                               data=run.data), out_path)
     return sha256_of(out_path)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from .checkpoints import Checkpoint, ModelConfig
 from .data import load_mnist
+from .errors import InputError, ReportError
 from .pretrained import CHECKPOINT_NAMES, REPO_ROOT, fast_mode, load_or_train, recipe_for
 from .train import Trainer
 
@@ -61,14 +62,6 @@ def report_checkpoint(config: ModelConfig, *, epochs: int | None = None, seed: i
     return trainer.checkpoint(), f"trained here ({train_config.epochs} epochs on {len(data.train_images)} digits)"
 
 
-class ReportError(RuntimeError):
-    """The report notebook failed; the partly executed notebook is kept at `notebook`."""
-
-    def __init__(self, message: str, notebook: Path):
-        super().__init__(message)
-        self.notebook = notebook
-
-
 @dataclass(frozen=True)
 class ReportFiles:
     notebook: Path  # the executed notebook
@@ -98,7 +91,7 @@ def check_parameters(parameters: dict[str, Any], notebook: Path = REPORT_NOTEBOO
         translator_log.setLevel(level)
     unknown = sorted(set(parameters) - set(known))
     if unknown:
-        raise ValueError(f"unknown report parameter(s) {unknown}; the report takes {sorted(known)}")
+        raise InputError(f"unknown report parameter(s) {unknown}; the report takes {sorted(known)}")
 
 
 def export_html(notebook: Path, html: Path) -> Path:

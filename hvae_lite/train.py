@@ -13,14 +13,14 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoints import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
-from .data import (DataSplit, check_images, dynamic_binarize, fixed_binarize, iterate_minibatches,
-                   random_occlusion_mask)
+from .config import check_field_types
+from .data import DataSplit, dynamic_binarize, fixed_binarize, iterate_minibatches, random_occlusion_mask
+from .errors import CheckpointError, ConfigError, InputError, TrainingDiverged
 from .evaluate import heldout_elbo
 from .objectives import free_bits_at, kl_balance_weights, kl_weight, training_loss
+from .validate import check_float, check_images, check_int
 
-
-class TrainingDiverged(RuntimeError):
-    """Most updates of an epoch had a non-finite loss or gradient."""
+__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -48,23 +48,67 @@ class TrainConfig:
     mixture_init_epoch: int = -1     # >= 0: at the start of this epoch, fit the mixture prior to the
                                      # encoder's top latents by k-means (VaDE-style initialisation)
 
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_int(self.epochs, "epochs", minimum=1, error=ConfigError)
+        check_int(self.batch_size, "batch_size", minimum=1, error=ConfigError)
+        check_float(self.lr, "lr", low=0.0, low_open=True, error=ConfigError)
+        check_float(self.lr_final_fraction, "lr_final_fraction", low=0.0, high=1.0, error=ConfigError)
+        for name in ("warmup_epochs", "free_bits", "free_bits_end_epoch"):
+            check_float(getattr(self, name), name, low=0.0, error=ConfigError)
+        if 0 < self.free_bits_end_epoch < self.warmup_epochs:
+            raise ConfigError(f"free_bits_end_epoch={self.free_bits_end_epoch:g} ends the free-bits floor before the "
+                              f"KL warm-up ends (warmup_epochs={self.warmup_epochs:g}); use 0 (keep the floor) "
+                              "or a value >= warmup_epochs")
+        check_float(self.ema_decay, "ema_decay", low=0.0, high=1.0, high_open=True, error=ConfigError)
+        check_float(self.grad_clip, "grad_clip", low=0.0, low_open=True, error=ConfigError)
+        check_float(self.skip_threshold, "skip_threshold", low=0.0, low_open=True, error=ConfigError)
+        check_int(self.mixture_init_epoch, "mixture_init_epoch (-1: off)", minimum=-1, maximum=self.epochs - 1,
+                  error=ConfigError)
+        check_device_name(self.device)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        if unknown := sorted(set(values) - names):
+            raise ConfigError(f"unknown training settings {unknown}; the settings are {sorted(names)}")
         return cls(**values)
+
+
+# Settings a resumed run may change: they move the run elsewhere but do not change its numbers.
+RESUME_SAFE = ("device", "compile")
+
+_DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
+
+
+def check_device_name(name: str) -> None:
+    """A device name torch understands and the kit can train on (availability is checked when used)."""
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"unknown device {name!r}; {_DEVICE_HINT}") from error
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {name!r} is not one the kit trains on; {_DEVICE_HINT}")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' -> the best accelerator present (cuda, then mps), else the CPU."""
     if name != "auto":
-        try:
-            device = torch.device(name)
-        except RuntimeError as error:
-            raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:1 or mps") from error
+        check_device_name(name)
+        device = torch.device(name)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU; use auto or cpu")
+            raise InputError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU; use auto or cpu")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise InputError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} "
+                             f"CUDA GPU(s), numbered from 0; use cuda or cuda:0")
+        mps = getattr(torch.backends, "mps", None)
+        if device.type == "mps" and not (mps is not None and mps.is_available()):
+            raise InputError(f"device {name!r} asked for, but this PyTorch sees no Apple GPU (MPS); use auto or cpu")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -88,8 +132,20 @@ class Trainer:
 
     def __init__(self, config: ModelConfig, train_config: TrainConfig, data: DataSplit,
                  checkpoint_path: str | Path | None = None,
-                 callback: Callable[[dict[str, Any]], None] | None = None, progress: bool = True):
-        check_images(data.train_images, name="train_images", shape=config.image_shape)
+                 callback: Callable[[dict[str, Any]], None] | None = None, progress: bool = True,
+                 *, warm_start_weights: bool = True):
+        """warm_start_weights=False skips `train_config.init_from` (resume: the weights come from the run)."""
+        if not isinstance(train_config, TrainConfig):
+            raise InputError(f"train_config must be a TrainConfig, got {type(train_config).__name__}")
+        if not isinstance(data, DataSplit):
+            raise InputError(f"data must be a DataSplit (see hvae_lite.data.load_mnist), got {type(data).__name__}")
+        # Checked once here; converted to float32 so every batch is ready for the model.
+        shape = config.image_shape
+        data = dataclasses.replace(data, train_images=check_images(data.train_images, name="train_images", shape=shape),
+                                   test_images=check_images(data.test_images, name="test_images", shape=shape))
+        if train_config.mixture_init_epoch >= 0 and getattr(config, "top_prior", None) != "mixture":
+            raise ConfigError("mixture_init_epoch is set, but the model has no mixture prior: use top_prior='mixture' "
+                              "(e.g. --preset mixture) or leave mixture_init_epoch at -1")
         self.config, self.train_config, self.data = config, train_config, data
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.callback, self.progress = callback, progress
@@ -100,7 +156,7 @@ class Trainer:
         torch.manual_seed(train_config.seed)
         self.model = build_model(config).to(self.device)
         self.init_note, copied = "", set()
-        if train_config.init_from:
+        if train_config.init_from and warm_start_weights:
             self.init_note, copied = warm_start(self.model, load_checkpoint(train_config.init_from))
         # What the training step calls: DDP averages the gradients over ranks (and starts every
         # replica from rank 0's weights); a single process uses the model itself.
@@ -130,16 +186,31 @@ class Trainer:
         # state and restores it in fit(), so code run in between (another Trainer) changes nothing.
         self.sampling_rng = self._global_rng_state()
         self.epoch, self.step, self.history = 0, 0, []
+        self.interrupted = False  # set when Ctrl-C stopped fit()
         self._step_fn = torch.compile(self._loss) if train_config.compile else self._loss
 
     @classmethod
-    def resume(cls, path: str | Path, data: DataSplit, epochs: int | None = None, **kwargs: Any) -> "Trainer":
-        """Continue the run saved at `path` (optionally to a new total number of epochs)."""
+    def resume(cls, path: str | Path, data: DataSplit, epochs: int | None = None, *,
+               changes: dict[str, Any] | None = None, **kwargs: Any) -> "Trainer":
+        """Continue the run saved at `path` (optionally to a new total number of epochs) on `data`,
+        which must be the data the run was trained on (checked against the checkpoint's record).
+        `changes`: settings that do not alter the run's numbers, from RESUME_SAFE (device, compile)."""
         ckpt = load_checkpoint(path)
+        if ckpt.optimizer_state is None or ckpt.rng_state is None:
+            raise CheckpointError(f"{path} holds weights only (a shipped model), not a run to resume; "
+                                  "train a new run, or start from its weights with init_from")
         train_config = TrainConfig.from_dict(ckpt.train_config)
         if epochs is not None:
+            check_int(epochs, "epochs", minimum=max(1, ckpt.epoch), error=ConfigError)
             train_config = dataclasses.replace(train_config, epochs=epochs)
-        trainer = cls(ckpt.config, train_config, data, checkpoint_path=kwargs.pop("checkpoint_path", path), **kwargs)
+        if unsafe := sorted(set(changes or {}) - set(RESUME_SAFE)):
+            raise ConfigError(f"a resumed run keeps its settings; only {RESUME_SAFE} may change, not {unsafe}")
+        train_config = dataclasses.replace(train_config, **(changes or {}))
+        if ckpt.data is not None and ckpt.data != data.describe():
+            raise InputError(f"{path} was trained on {ckpt.data}, but the data given is {data.describe()}; "
+                             "resume on the same data (the command line restores it by itself)")
+        trainer = cls(ckpt.config, train_config, data, checkpoint_path=kwargs.pop("checkpoint_path", path),
+                      warm_start_weights=False, **kwargs)
         trainer.model.load_state_dict(ckpt.model_state)
         if trainer.ema is not None:
             trainer.ema.load_state_dict(ckpt.ema_state)
@@ -172,7 +243,7 @@ class Trainer:
                           train_config=self.train_config.to_dict(), history=self.history,
                           epoch=self.epoch, step=self.step, optimizer_state=self.optimizer.state_dict(),
                           scheduler_state=self.scheduler.state_dict(), rng_state=rng,
-                          ema_state=None if self.ema is None else self.ema.state_dict())
+                          ema_state=None if self.ema is None else self.ema.state_dict(), data=self.data.describe())
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -289,6 +360,7 @@ class Trainer:
                 if self.callback is not None:
                     self.callback(record)
         except KeyboardInterrupt:
+            self.interrupted = True
             where = f"; the checkpoint at {self.checkpoint_path} holds epoch {self.epoch}" if self.checkpoint_path else ""
             if self.dist.is_main:
                 print(f"Interrupted during epoch {self.epoch + 1}{where}. Returning the history so far.")
@@ -301,7 +373,7 @@ def warm_start(model: torch.nn.Module, source: Checkpoint) -> tuple[str, set[str
     own = model.state_dict()
     matched = {k: v for k, v in source.evaluation_state().items() if k in own and own[k].shape == v.shape}
     if not matched:
-        raise ValueError("init_from: the checkpoint shares no weights with this model (another architecture?)")
+        raise ConfigError("init_from: the checkpoint shares no weights with this model (another architecture?)")
     model.load_state_dict(matched, strict=False)
     note = f"warm start: {len(matched)} of {len(own)} tensors copied, {len(own) - len(matched)} kept at initialisation"
     return note, set(matched)
@@ -317,7 +389,7 @@ def fit_mixture_to_encoder(model: torch.nn.Module, images: torch.Tensor, optimiz
 
     mixture = getattr(getattr(model, "top", None), "mixture", None)
     if mixture is None:
-        raise ValueError("mixture_init_epoch is set, but the model has no mixture prior (top_prior='mixture')")
+        raise ConfigError("mixture_init_epoch is set, but the model has no mixture prior (top_prior='mixture')")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

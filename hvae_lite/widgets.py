@@ -22,8 +22,10 @@ from torch import Tensor
 from . import plots
 from .data import MASK_KINDS, occlusion_mask
 from .explore import component_samples, layer_resamples
+from .errors import InputError
 from .impute import impute_conditional, impute_iterative
 from .model import HVAE
+from .validate import check_int, check_model_images
 
 
 def figure_image(figure: Figure, dpi: int = 80) -> Image:
@@ -70,6 +72,8 @@ class LayerExplorer(Explorer):
     """
 
     def __init__(self, model: HVAE, images: Tensor, n_samples: int = 8, seed: int = 0):
+        images = check_model_images(model, images, name="images")
+        check_int(n_samples, "n_samples", minimum=1)
         self.model, self.images, self.n_samples, self.seed = model, images, n_samples, seed
         self.digit_slider = widgets.IntSlider(0, min=0, max=len(images) - 1, description="digit")
         self.k_slider = widgets.IntSlider(model.n_latent_layers // 2, min=0, max=model.n_latent_layers,
@@ -91,8 +95,9 @@ class ClusterExplorer(Explorer):
     """Pick a component of the mixture prior and a temperature: samples from that component."""
 
     def __init__(self, model: HVAE, n_samples: int = 16, seed: int = 0):
-        if model.top.mixture is None:
-            raise ValueError("ClusterExplorer needs a model with a mixture prior (the 'mixture' preset)")
+        if getattr(getattr(model, "top", None), "mixture", None) is None:
+            raise InputError("ClusterExplorer needs a model with a mixture prior (the 'mixture' preset)")
+        check_int(n_samples, "n_samples", minimum=1)
         self.model, self.n_samples, self.seed = model, n_samples, seed
         n_components = model.top.mixture.means.shape[0]
         self.component_slider = widgets.IntSlider(0, min=0, max=n_components - 1, description="component")
@@ -115,7 +120,10 @@ class ImputationExplorer(Explorer):
 
     def __init__(self, models: Mapping[str, HVAE], images: Tensor, n_steps: int = 20, seed: int = 0):
         if not models:
-            raise ValueError("give at least one model, e.g. {'matryoshka': model}")
+            raise InputError("give at least one model, e.g. {'matryoshka': model}")
+        for name, model in models.items():
+            images = check_model_images(model, images, name="images")
+        check_int(n_steps, "n_steps", minimum=1)
         self.models, self.images, self.n_steps, self.seed = dict(models), images, n_steps, seed
         self.digit_slider = widgets.IntSlider(0, min=0, max=len(images) - 1, description="digit")
         self.mask_dropdown = widgets.Dropdown(options=MASK_KINDS, value="bottom", description="occlusion")

@@ -54,7 +54,7 @@ def test_sample_writes_an_image(trained, tmp_path, capsys):
 def test_resume_continues_the_run(trained, tmp_path):
     run = tmp_path / "run.pt"
     run.write_bytes(trained.read_bytes())
-    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", *SMALL]) == 0
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--quiet", "--device", "cpu"]) == 0
     checkpoint = load_checkpoint(run)
     assert checkpoint.epoch == 2 and [r["epoch"] for r in checkpoint.history] == [1, 2]
     assert checkpoint.step == 8
@@ -65,7 +65,7 @@ def test_resume_continues_the_run(trained, tmp_path):
     (["sample", "missing.pt"], "no checkpoint at missing.pt"),
     (["train", "--resume", "--out", "missing.pt"], "no checkpoint at missing.pt"),
     (["train", "--out", "x.pt", "--set", "width"], "--set takes KEY=VALUE"),
-    (["train", "--out", "x.pt", "--set", "widht=3"], r"unknown config fields: \['widht'\]"),
+    (["train", "--out", "x.pt", "--set", "widht=3"], "unknown config field 'widht'"),
     (["train", "--out", "x.pt", "--set", "top_prior=gamma"], "top_prior='gamma'"),
     (["train", "--out", "x.pt", "--preset", "tiny", "--device", "gpu0"], "unknown device 'gpu0'"),
 ])
@@ -81,3 +81,40 @@ def test_bad_arguments_exit_2():
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--preset", "nope", "--out", "x.pt"])
     assert exit_info.value.code == 2
+
+
+def test_resume_accepts_the_runs_own_flags_and_refuses_changes(trained, tmp_path, capsys):
+    run = tmp_path / "run.pt"
+    run.write_bytes(trained.read_bytes())
+    before = run.read_bytes()
+    same = ["--set", "width=4"]
+    for change, words in [(["--set", "width=6"], r"--preset/--set \(a model that differs from the run's in \['width'\]\)"),
+                          ([], r"--preset/--set \(a model that differs from the run's in \['width'\]\)"),
+                          (same + ["--lr", "0.1"], r"--lr 0.1 \(the run has 0.002\)"),
+                          (same + ["--limit-train", "60"], r"--limit-train 60 \(the run has 200\)"),
+                          (same + ["--split-seed", "3"], r"--split-seed 3 \(the run has 0\)"),
+                          (same + ["--overwrite"], "--overwrite")]:
+        assert main(["train", "--resume", "--out", str(run), "--epochs", "2", *SMALL, *change]) == 1
+        assert re.search(f"would change it: .*{words}", capsys.readouterr().err)
+        assert run.read_bytes() == before
+    # The run's own command line plus --resume (as benchmarks/train_checkpoints.py does) continues it,
+    # on the run's own 200 digits even when --limit-train is left out.
+    argv = [a for a in SMALL if a not in ("--limit-train", "200")]
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", *argv, "--set", "width=4"]) == 0
+    assert load_checkpoint(run).step == 8 and load_checkpoint(run).data["n_train"] == 200
+
+
+def test_train_never_overwrites_a_run_unless_told(trained, tmp_path, capsys):
+    run = tmp_path / "run.pt"
+    run.write_bytes(trained.read_bytes())
+    assert main(["train", *SMALL, "--set", "width=4", "--epochs", "1", "--out", str(run)]) == 1
+    assert "already exists; --resume continues that run, --overwrite replaces it" in capsys.readouterr().err
+    assert run.read_bytes() == trained.read_bytes()
+    assert main(["train", *SMALL, "--set", "width=4", "--set", "deterministic_path=off", "--epochs", "1",
+                 "--overwrite", "--out", str(run)]) == 0
+    assert load_checkpoint(run).config.deterministic_path is False
+
+
+def test_resume_of_a_finished_run_says_how_to_continue(trained, capsys):
+    assert main(["train", "--resume", "--out", str(trained), "--quiet"]) == 1
+    assert "has already trained 1 of 1 epochs; give --epochs N with N > 1" in capsys.readouterr().err

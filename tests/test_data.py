@@ -205,7 +205,7 @@ def test_random_occlusion_mask_mixes_kinds_reproducibly():
 
 
 @pytest.mark.parametrize("x, message", [
-    (np.zeros((2, 1, 28, 28)), "must be a torch.Tensor"),
+    ([[0.0] * 784], "must be a torch.Tensor"),
     (torch.rand(4, 784), r"view\(-1, 1, 28, 28\)"),
     (torch.rand(4, 28, 28), r"unsqueeze\(1\)"),
     (torch.rand(4, 3, 28, 28), r"shape \(B, 1, 28, 28\), got \(4, 3, 28, 28\)"),
@@ -224,7 +224,7 @@ def test_check_images_explains_each_problem(x, message):
 def test_check_images_binary_and_name():
     check_images(torch.rand(2, 1, 28, 28))
     check_images(torch.bernoulli(torch.rand(2, 1, 28, 28)), binary=True)
-    with pytest.raises(ValueError, match="batch has values other than 0 and 1.*dynamic_binarize"):
+    with pytest.raises(ValueError, match="batch has values other than 0 and 1.*fixed_binarize"):
         check_images(torch.full((2, 1, 28, 28), 0.5), binary=True, name="batch")
 
 
@@ -326,13 +326,14 @@ def test_download_falls_back_to_the_next_mirror(tmp_path, mirror):
     assert len(requests) == 8
 
 
-def test_checksum_mismatch_raises_and_leaves_nothing(tmp_path, mirror):
+def test_checksum_mismatch_raises_and_leaves_no_partial_file(tmp_path, mirror):
     base, checksums, _, _ = mirror
     wrong = dict(checksums, **{"train-images-idx3-ubyte.gz": "0" * 32})
     cache = tmp_path / "cache"
     with pytest.raises(DataDownloadError, match="train-images-idx3-ubyte.gz(.|\n)*checksum mismatch"):
         download_mnist(cache, [base + "good/"], timeout=5, checksums=wrong)
-    assert list(cache.iterdir()) == []
+    # the three verifiable files are in place; of the fourth, nothing (not even a temporary file)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(set(checksums) - {"train-images-idx3-ubyte.gz"})
 
 
 def test_all_mirrors_failing_names_each_and_says_what_to_do(tmp_path, mirror):
@@ -348,18 +349,20 @@ def test_all_mirrors_failing_names_each_and_says_what_to_do(tmp_path, mirror):
     assert list(cache.iterdir()) == []
 
 
-def test_corrupt_cached_file_is_replaced_or_removed(tmp_path, mirror):
+def test_a_foreign_cached_file_is_kept_and_named_until_a_verified_copy_replaces_it(tmp_path, mirror):
     base, checksums, requests, _ = mirror
     cache = tmp_path / "cache"
     cache.mkdir()
     cached = cache / "t10k-labels-idx1-ubyte.gz"
-    cached.write_bytes(b"half a download")
-    only_this_file = {cached.name: checksums[cached.name]}
-    with pytest.raises(DataDownloadError, match="checksum mismatch, removed"):
-        download_mnist(cache, [_closed_port_url()], timeout=5, checksums=only_this_file)
-    assert not cached.exists()
-    cached.write_bytes(b"half a download")
-    download_mnist(cache, [base + "good/"], timeout=5, checksums=checksums)
+    cached.write_bytes(b"my own copy")
+    with pytest.raises(DataDownloadError) as info:
+        download_mnist(cache, [_closed_port_url()], timeout=5, checksums=checksums)
+    message = str(info.value)
+    assert cached.read_bytes() == b"my own copy"  # never deleted behind the user's back
+    assert "is there but its md5 is" in message and "No file you placed there was deleted" in message
+    assert all(name in message for name in checksums)  # every missing file is listed, not just the first
+    with pytest.warns(UserWarning, match="failed its checksum and was replaced"):
+        download_mnist(cache, [base + "good/"], timeout=5, checksums=checksums)
     assert "/good/t10k-labels-idx1-ubyte.gz" in requests
     assert hashlib.md5(cached.read_bytes()).hexdigest() == checksums[cached.name]
 

@@ -33,8 +33,9 @@ def test_evaluate_fields_and_consistency(trained_tiny, grey_images):
 
 
 @pytest.mark.filterwarnings("ignore:var\\(\\)")  # active units of one image: none
-def test_evaluate_stderr_of_one_image_is_nan_and_bad_images_raise(trained_tiny, grey_images):
-    assert math.isnan(evaluate(trained_tiny, grey_images[:1], k=2)["nll_iwae_stderr"])
+def test_evaluate_stderr_of_one_image_is_none_and_bad_images_raise(trained_tiny, grey_images):
+    one = evaluate(trained_tiny, grey_images[:1], k=2)
+    assert one["nll_iwae_stderr"] is None and one["active_units"] == [0] * trained_tiny.n_latent_layers
     with pytest.raises(ValueError, match="images must have shape"):
         evaluate(trained_tiny, grey_images.view(-1, 784), k=2)
 
@@ -100,9 +101,9 @@ def test_clustering_accuracy_known_confusion():
 
 
 @pytest.mark.parametrize("assignments, labels, message", [
-    ([0, 1], [0, 1, 1], "equal-length 1-D"),
-    ([[0, 1]], [[0, 1]], "equal-length 1-D"),
-    ([], [], "equal-length 1-D"),
+    ([0, 1], [0, 1, 1], "equal-length, non-empty 1-D"),
+    ([[0, 1]], [[0, 1]], "equal-length, non-empty 1-D"),
+    ([], [], "equal-length, non-empty 1-D"),
     ([0, -1], [0, 1], "non-negative integers"),
     ([0.5, 1.0], [0, 1], "non-negative integers"),
 ])

@@ -88,7 +88,7 @@ def test_iwae_with_a_pixel_mask_and_bad_k(trained_tiny, digits):
     nothing = iwae_log_likelihood(trained_tiny, x, k=5, pixel_mask=mask)
     # No pixel counted: log p() = 0 up to the Monte-Carlo error of the KL terms.
     assert nothing.abs().max() < 5.0
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(ValueError, match="k .* must be >= 1"):
         iwae_log_likelihood(trained_tiny, x, k=0)
 
 
