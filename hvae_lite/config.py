@@ -44,7 +44,8 @@ class HVAEConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         for name in ("image_size", "image_channels"):
-            check_int(getattr(self, name), name, minimum=1, error=ConfigError)
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         parse_latent_spec(self.latent_spec, self.image_size)  # raises on a malformed spec
         choices = {
             "top_prior": ("normal", "mixture"),

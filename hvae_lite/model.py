@@ -255,7 +255,7 @@ class HVAE(nn.Module):
         if observed is not None:
             observed = check_images(observed, binary=True, name="observed", shape=(1, *shape[1:]))
         if pixel_mask is not None:
-            pixel_mask = check_images(pixel_mask, name="pixel_mask", shape=shape)
+            pixel_mask = check_images(pixel_mask, name="pixel_mask", shape=(1, *shape[1:]))
         if pixel_mask is None and self.config.conditional:
             if observed is None:
                 raise InputError("a conditional (imputation) model needs the image and its observed-pixel mask")

@@ -38,7 +38,7 @@ def _numbers(values: Sequence[float], name: str) -> np.ndarray:
 
 def image_grid(images: Tensor, ncols: int | None = None, title: str | None = None, scale: float = 0.6) -> Figure:
     """A grid of (N, C, H, W) images in [0, 1]: grey (C = 1, white digits on black) or RGB (C = 3)."""
-    images = _image_stack(images if isinstance(images, Tensor) else torch.as_tensor(images), 0, "images")
+    images = _image_stack(images if isinstance(images, Tensor) else torch.as_tensor(images), 1, "images")
     check_float(scale, "scale", low=0.0, low_open=True)
     n = images.shape[0]
     ncols = math.ceil(math.sqrt(n)) if ncols is None else check_int(ncols, "ncols", minimum=1)

@@ -124,14 +124,14 @@ def check_model_images(model: torch.nn.Module, x: Any, name: str = "x") -> Tenso
 
 def check_mask(observed: Any, x: Tensor, name: str = "observed") -> Tensor:
     """An observed-pixel mask (1 = observed, 0 = missing) for the images x (B, C, H, W): one value
-    per pixel, (B, 1, H, W), shared by its colour channels (or the images' own shape)."""
-    per_pixel = (1, *x.shape[2:])
-    shape = tuple(x.shape[1:]) if getattr(observed, "shape", None) is not None and \
-        tuple(observed.shape) == tuple(x.shape) else per_pixel
-    observed = check_images(observed, name=name, shape=shape)
-    if observed.shape[0] != x.shape[0]:
-        raise InputError(f"{name} has {observed.shape[0]} masks for {x.shape[0]} images; make one per image "
-                         f"with hvae_lite.data.occlusion_mask(kind, len(x), {x.shape[-1]})")
+    per pixel, (B, 1, H, W), shared by a pixel's colour channels."""
+    wanted = (x.shape[0], 1, *x.shape[2:])
+    given = tuple(getattr(observed, "shape", ()))
+    if given != wanted:
+        raise InputError(f"{name} must have the shape of the images' pixels: images {tuple(x.shape)} need "
+                         f"{name} (B, 1, {x.shape[2]}, {x.shape[3]}) = {wanted}, got {given or type(observed).__name__}; "
+                         f"make one with hvae_lite.data.occlusion_mask(kind, len(x), {x.shape[-1]})")
+    observed = check_images(observed, name=name, shape=wanted[1:])
     if not ((observed == 0) | (observed == 1)).all():
         raise InputError(f"{name} must hold only 0 (missing) and 1 (observed); "
                          "make one with hvae_lite.data.occlusion_mask(kind, len(x))")
