@@ -1,6 +1,6 @@
 # Every target sets up .venv first, so each works on a fresh clone with nothing installed.
 # TORCH: the PyTorch requirement. The default pins the CPU build this kit is tested with; on a
-# GPU machine use e.g. `make TORCH="torch --index-url https://download.pytorch.org/whl/cu124" setup`.
+# GPU machine use e.g. `make TORCH="torch --index-url https://download.pytorch.org/whl/cu126" setup`.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
