@@ -15,7 +15,7 @@ from torch import Tensor
 
 
 def image_grid(images: Tensor, ncols: int | None = None, title: str | None = None, scale: float = 0.6) -> Figure:
-    """A grid of (N, 1, 28, 28) images in [0, 1], white digits on black."""
+    """A grid of (N, 1, 28, 28) images in [0, 1], white digits on black; `scale`: inches per image."""
     n = images.shape[0]
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
@@ -26,7 +26,7 @@ def image_grid(images: Tensor, ncols: int | None = None, title: str | None = Non
         if i < n:
             ax.imshow(images[i, 0].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=max(12, round(11 * scale)))
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return fig
 
@@ -118,6 +118,35 @@ def layer_resample_grid(samples: Tensor, keeps: Sequence[int], originals: Tensor
     return fig
 
 
+def original_and_samples(original: Tensor, samples: Tensor, ncols: int = 4, scale: float = 1.2,
+                         title: str | None = None) -> Figure:
+    """One digit beside its samples, sized for a projector: the original (1, 28, 28), framed orange,
+    spans the rows on the left; the samples (S, 1, 28, 28) fill a grid of `ncols` columns on the right.
+    `scale`: inches per sample."""
+    if original.shape != (1, 28, 28) or samples.ndim != 4 or samples.shape[1:] != (1, 28, 28):
+        raise ValueError(f"need original (1, 28, 28) and samples (S, 1, 28, 28), got {tuple(original.shape)} "
+                         f"and {tuple(samples.shape)}")
+    n = samples.shape[0]
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    gap = 0.3  # between the original and the grid, in sample widths
+    fig = Figure(figsize=((nrows + gap + ncols) * scale, nrows * scale + (0.5 if title else 0)))
+    grid = fig.add_gridspec(nrows, ncols + 2, width_ratios=[nrows, gap] + [1] * ncols, wspace=0.05, hspace=0.05)
+    first = fig.add_subplot(grid[:, 0])
+    _show(first, original)
+    _frame(first, "tab:orange")
+    first.set_title("original", fontsize=round(10 * scale))
+    for i in range(nrows * ncols):
+        ax = fig.add_subplot(grid[i // ncols, 2 + i % ncols])
+        if i < n:
+            _show(ax, samples[i])
+        else:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=round(11 * scale))
+    return fig
+
+
 def component_samples(images: Tensor, title: str = "Samples from each mixture component",
                       scale: float = 0.6) -> Figure:
     """One row per mixture component: images (K, n, 1, 28, 28)."""
@@ -172,7 +201,7 @@ def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor],
             ax.imshow(picture, vmin=0, vmax=1)
             ax.axis("off")
     for ax, (label, _) in zip(axes[0], columns):
-        ax.set_title(label, fontsize=8, loc="left")
+        ax.set_title(label, fontsize=round(12 * scale), loc="left")
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return fig
 
