@@ -24,9 +24,12 @@ TABS = {
                    "each model is."),
 }
 
+# ipywidgets gives every tab the same width and cuts longer titles: let each title take its width.
+_TAB_STYLE = "<style>.jupyter-widgets.jupyter-widget-tab.hvae-lite-tabs > .lm-TabBar .lm-TabBar-tab {flex: 0 0 auto}</style>"
+
 
 class ClassroomApp:
-    """Layer, class and imputation explorers on tabs (`.explorers`, `.widget`), over the shipped
+    """Layer, class and imputation explorers on tabs (`.explorers`, `.tabs`; display `.widget`), over the shipped
     checkpoints (fast mode: tiny models trained in seconds), for ten held-out digits, one per class."""
 
     def __init__(self, fast: bool | None = None, seed: int = 0):
@@ -44,7 +47,9 @@ class ClassroomApp:
         }
         pages = [widgets.VBox([widgets.HTML(f"<p style='font-size: 1.1em'><b>Try:</b> {TABS[key][1]}</p>"),
                                explorer.widget]) for key, explorer in self.explorers.items()]
-        self.widget = widgets.Tab(children=pages, titles=[TABS[key][0] for key in self.explorers])
+        self.tabs = widgets.Tab(children=pages, titles=[TABS[key][0] for key in self.explorers])
+        self.tabs.add_class("hvae-lite-tabs")
+        self.widget = widgets.VBox([widgets.HTML(_TAB_STYLE), self.tabs])
 
     def show(self, headless: bool | None = None) -> None:
         """Display the tabs; when headless (env HVAE_LITE_HEADLESS=1), also every explorer's figure and

@@ -36,13 +36,14 @@ def test_three_tabs_over_the_named_models(classroom):
     classroom, loaded = classroom
     assert sorted(name for name, _ in loaded) == ["imputation", "matryoshka", "mixture"]
     assert all(kwargs["fast"] is True for _, kwargs in loaded)
-    assert classroom.widget.titles == tuple(title for title, _ in app.TABS.values())
+    assert classroom.tabs.titles == tuple(title for title, _ in app.TABS.values())
+    assert classroom.tabs in classroom.widget.children
     layers, classes, imputation = classroom.explorers.values()
     assert isinstance(layers, LayerExplorer) and isinstance(classes, ClusterExplorer)
     assert isinstance(imputation, ImputationExplorer)
     assert imputation.models["conditional"].config.conditional and not imputation.models["iterative"].config.conditional
     assert layers.digit_slider.max == 9  # one held-out digit per class
-    for page, explorer in zip(classroom.widget.children, classroom.explorers.values()):
+    for page, explorer in zip(classroom.tabs.children, classroom.explorers.values()):
         assert explorer.widget in page.children
 
 
