@@ -54,9 +54,9 @@ def _require_browser() -> str:
     except ImportError:
         missing.append("the playwright package")
     if not CHROMIUM:
-        missing.append("a Chromium browser")
+        missing.append("Chromium")
     if missing:
-        message = f"no {' and no '.join(missing)} for the browser test: {HOW_TO_ENABLE}"
+        message = f"the browser test needs {' and '.join(missing)}: {HOW_TO_ENABLE}"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -132,9 +132,14 @@ class Server:
                 self.process.wait()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> str:
+    """Checked before anything else is set up: a missing browser skips (or fails) at once."""
+    return _require_browser()
+
+
 @pytest.fixture(scope="module")
-def browser():
-    chromium = _require_browser()
+def browser(chromium):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
