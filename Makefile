@@ -1,13 +1,13 @@
 # Every target sets up .venv first, so each works on a fresh clone with nothing installed.
 # TORCH: the PyTorch requirement. The default pins the CPU build this kit is tested with; on a
-# GPU machine use e.g. `make TORCH="torch --index-url https://download.pytorch.org/whl/cu124" setup`.
+# GPU machine use e.g. `make TORCH="torch --index-url https://download.pytorch.org/whl/cu126" setup`.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test report notebooks checkpoints bench clean
+.PHONY: setup test report notebooks app checkpoints bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,14 @@ test: $(STAMP)
 # The main job: train (or load) the default model on the embedded digits and write a report.
 report: $(STAMP)
 	$(NB_ENV) $(PY) -m hvae_lite report
+
+# The classroom app: the three explorers as a web page without code (Voila), on the shipped
+# checkpoints. Students on the same network: `make app APP_IP=0.0.0.0`, then http://<this machine>:8866/
+APP_IP ?= 127.0.0.1
+APP_PORT ?= 8866
+app: $(STAMP)
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} MPLBACKEND=Agg $(PY) -m voila notebooks/app.ipynb \
+		--no-browser --Voila.ip=$(APP_IP) --port=$(APP_PORT)
 
 # Re-execute every notebook in full mode, in place, so the committed outputs come from this code.
 notebooks: $(STAMP)

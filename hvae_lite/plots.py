@@ -37,7 +37,8 @@ def _numbers(values: Sequence[float], name: str) -> np.ndarray:
 
 
 def image_grid(images: Tensor, ncols: int | None = None, title: str | None = None, scale: float = 0.6) -> Figure:
-    """A grid of (N, C, H, W) images in [0, 1]: grey (C = 1, white digits on black) or RGB (C = 3)."""
+    """A grid of (N, C, H, W) images in [0, 1]: grey (C = 1, white digits on black) or RGB (C = 3);
+    `scale`: inches per image."""
     images = _image_stack(images if isinstance(images, Tensor) else torch.as_tensor(images), 1, "images")
     check_float(scale, "scale", low=0.0, low_open=True)
     n = images.shape[0]
@@ -50,7 +51,7 @@ def image_grid(images: Tensor, ncols: int | None = None, title: str | None = Non
         if i < n:
             _imshow(ax, images[i])
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=max(12, round(11 * scale)))
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return fig
 
@@ -155,6 +156,38 @@ def layer_resample_grid(samples: Tensor, keeps: Sequence[int], originals: Tensor
     return fig
 
 
+def original_and_samples(original: Tensor, samples: Tensor, ncols: int = 4, scale: float = 1.2,
+                         title: str | None = None) -> Figure:
+    """One image beside its samples, sized for a projector: the original (C, H, W), framed orange,
+    spans the rows on the left; the samples (S, C, H, W) fill a grid of `ncols` columns on the right.
+    `scale`: inches per sample."""
+    samples = _image_stack(samples, 1, "samples")
+    original = _image_stack(original.unsqueeze(0) if isinstance(original, Tensor) else original, 1, "original")[0]
+    if original.shape != samples.shape[1:]:
+        raise InputError(f"need original (C, H, W) and samples (S, C, H, W) of the same image shape, got "
+                         f"{tuple(original.shape)} and {tuple(samples.shape)}")
+    ncols = check_int(ncols, "ncols", minimum=1)
+    n = samples.shape[0]
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    gap = 0.3  # between the original and the grid, in sample widths
+    fig = Figure(figsize=((nrows + gap + ncols) * scale, nrows * scale + (0.5 if title else 0)))
+    grid = fig.add_gridspec(nrows, ncols + 2, width_ratios=[nrows, gap] + [1] * ncols, wspace=0.05, hspace=0.05)
+    first = fig.add_subplot(grid[:, 0])
+    _show(first, original)
+    _frame(first, "tab:orange")
+    first.set_title("original", fontsize=round(10 * scale))
+    for i in range(nrows * ncols):
+        ax = fig.add_subplot(grid[i // ncols, 2 + i % ncols])
+        if i < n:
+            _show(ax, samples[i])
+        else:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=round(11 * scale))
+    return fig
+
+
 def component_samples(images: Tensor, title: str = "Samples from each mixture component",
                       scale: float = 0.6) -> Figure:
     """One row per mixture component: images (K, n, C, H, W)."""
@@ -222,7 +255,7 @@ def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor],
             ax.imshow(picture, vmin=0, vmax=1)
             ax.axis("off")
     for ax, (label, _) in zip(axes[0], columns):
-        ax.set_title(label, fontsize=8, loc="left")
+        ax.set_title(label, fontsize=round(12 * scale), loc="left")
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return fig
 

@@ -1,10 +1,16 @@
 """Pretrained models for the notebooks: load the shipped checkpoint, or train it (and cache it).
 
-`load_or_train("matryoshka")` returns a `Checkpoint` in seconds when `data/checkpoints/` holds
-the file (verified against the sha256 in its manifest), and otherwise trains it with the same
-recipe the shipped file was made with, caching the result under `runs/pretrained/` so the next
-call loads it. In fast mode (tests, CI notebooks: env HVAE_LITE_FAST=1) it trains a tiny model on a
+`load_or_train("matryoshka")` returns a `Checkpoint` in seconds when CHECKPOINT_DIR holds the
+file (verified against the sha256 in its manifest), and otherwise trains it with the same recipe
+the shipped file was made with, caching the result under RUNS_DIR so the next call loads it. In fast mode (tests, CI notebooks: env HVAE_LITE_FAST=1) it trains a tiny model on a
 few hundred digits in seconds instead, and never reads the shipped files.
+
+Where the files are, looked up once here and nowhere else:
+- in a clone (an editable install, or the package on PYTHONPATH): CHECKPOINT_DIR is the source
+  tree's `data/checkpoints/`, RUNS_DIR its gitignored `runs/pretrained/`;
+- in an installed package (a wheel, `pip install .`): the same files ship as package data in
+  `hvae_lite/shipped/` (pyproject.toml maps `data/checkpoints/` there), and RUNS_DIR is the
+  user's cache directory (e.g. `~/.cache/hvae_lite/pretrained` on Linux), never site-packages.
 
 Shipped checkpoints hold model weights only (no optimiser state), stored as float32 or, to keep
 the repository small, float16/bfloat16 (cast back to float32 on load).
@@ -14,10 +20,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import torch
 
 from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint, sha256_of
@@ -27,9 +35,13 @@ from .errors import CheckpointError, InputError
 from .judge import DigitJudge, train_judge
 from .train import TrainConfig, Trainer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINT_DIR = REPO_ROOT / "data" / "checkpoints"
-RUNS_DIR = REPO_ROOT / "runs" / "pretrained"  # gitignored cache of what load_or_train trains
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+# A clone has its pyproject.toml beside the package; an installed package sits in site-packages.
+IN_SOURCE_TREE = (REPO_ROOT / "pyproject.toml").is_file()
+CHECKPOINT_DIR = REPO_ROOT / "data" / "checkpoints" if IN_SOURCE_TREE else PACKAGE_DIR / "shipped"
+# Where load_or_train caches what it trains: gitignored in a clone, the user's cache when installed.
+RUNS_DIR = REPO_ROOT / "runs" / "pretrained" if IN_SOURCE_TREE else platformdirs.user_cache_path("hvae_lite") / "pretrained"
 CHECKPOINT_NAMES = ("matryoshka", "matryoshka-ar", "mixture", "imputation")
 FAST_ENV = "HVAE_LITE_FAST"
 # TrainConfig fields `python -m hvae_lite train` has flags for: valued flags, then switches.
@@ -164,8 +176,9 @@ def load_or_train(name: str, *, fast: bool | None = None, device: str = "auto", 
                   checkpoint_dir: str | Path | None = None, runs_dir: str | Path | None = None) -> Checkpoint:
     """The named model as a Checkpoint (weights in float32; `.model(device)` builds it).
 
-    Not fast: the shipped `data/checkpoints/<name>.pt`, verified against its manifest; if it is
-    absent, a cached run under `runs/pretrained/`; else trains the recipe (minutes) and caches it.
+    Not fast: the shipped `CHECKPOINT_DIR/<name>.pt`, verified against its manifest; if it is
+    absent, a cached run under RUNS_DIR; else trains the recipe (minutes, with a warning that says
+    why) and caches it.
     Fast (default: env HVAE_LITE_FAST == '1'): a tiny model trained in seconds, cached likewise.
     An interrupted training resumes from its cached epoch on the next call.
     """
@@ -192,6 +205,10 @@ def load_or_train(name: str, *, fast: bool | None = None, device: str = "auto", 
                 return cached
             trainer = Trainer.resume(cache, data, progress=progress)
     if trainer is None:
+        if not fast_mode(fast):
+            warnings.warn(f"no shipped checkpoint {shipped} and no cached run {cache}: training {name!r} "
+                          f"with its recipe, which takes minutes on a CPU (a clone has the shipped files in "
+                          f"data/checkpoints/, an installed package in hvae_lite/shipped/)", stacklevel=2)
         train_config = dataclasses.replace(recipe.train, device=device)
         trainer = Trainer(recipe.config, train_config, data, checkpoint_path=cache, progress=progress)
     trainer.fit()

@@ -1,21 +1,25 @@
 """Interactive explorers (ipywidgets 8) over explore.py, impute.py and plots.py.
 
-Each explorer has `.widget` (the container to display), `.figure` (the last Figure drawn), its
-controls as attributes (set `.value` to drive it from code or a test) and `.show()`. Every draw
-uses a fixed seed, so the same controls always give the same picture. Figures are shown as PNG
-images: that needs no matplotlib backend, and `.show()` in headless mode (env
-HVAE_LITE_HEADLESS=1) also displays the current figure as a plain output, which papermill,
-nbconvert and GitHub render (they do not render an Output widget's contents).
+Each explorer has `.widget` (the container to display), `.figure` (the last Figure drawn),
+`.caption` (what the figure shows, in words), its controls as attributes (set `.value` to drive it
+from code or a test) and `.show()`. Every draw uses a fixed seed, so the same controls always give
+the same picture. Sliders redraw when released, not at every value they pass; a redraw that takes
+over half a second shows "drawing..." beside the controls. Figures are sized for a projector and
+shown as PNG images: that needs no matplotlib backend, and `.show()` in headless mode (env
+HVAE_LITE_HEADLESS=1) also displays the current figure and caption as plain outputs, which
+papermill, nbconvert and GitHub render (they do not render an Output widget's contents).
+hvae_lite.app puts the three explorers on tabs for a classroom (`make app`).
 """
 from __future__ import annotations
 
+import html
 import io
 import os
 from typing import Mapping
 
 import ipywidgets as widgets
 import torch
-from IPython.display import Image, display
+from IPython.display import HTML, Image, display
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -27,41 +31,84 @@ from .impute import impute_conditional, impute_iterative
 from .model import HVAE
 from .validate import check_int, check_model_images
 
+# Inches per digit in the explorers' figures: at 100 dpi a digit is 120 pixels wide, readable from
+# the back of a classroom (the static figures in the notebooks use 0.6).
+PROJECTOR_SCALE = 1.2
+DPI = 100
+# Shown beside the controls while a redraw runs; the CSS animation delays its appearance by half a
+# second, so quick redraws do not flicker. (Widget state reaches the browser while the kernel
+# is still drawing, so no timer thread is needed.)
+DRAWING = ('<style>@keyframes hvae-lite-appear {from {visibility: hidden} to {visibility: visible}}</style>'
+           '<span class="hvae-lite-drawing" style="animation: hvae-lite-appear 0s linear 0.5s both; '
+           'font-style: italic; color: #b45309">drawing...</span>')
 
-def figure_image(figure: Figure, dpi: int = 80) -> Image:
+
+def figure_image(figure: Figure, dpi: int = DPI) -> Image:
     """A Figure as an IPython PNG image: displays the same in every frontend, with any backend."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return Image(data=buffer.getvalue(), format="png")
 
 
+def headless_mode(headless: bool | None = None) -> bool:
+    """The argument, else env HVAE_LITE_HEADLESS == '1' (papermill, nbconvert, the tests)."""
+    return os.environ.get("HVAE_LITE_HEADLESS") == "1" if headless is None else headless
+
+
+def _caption_html(text: str) -> str:
+    return f'<p class="hvae-lite-caption" style="font-size: 1.1em; max-width: 60em">{html.escape(text)}</p>'
+
+
 class Explorer:
-    """Controls above an Output that shows the figure `draw()` returns; redrawn on every change."""
+    """Controls above the figure `draw()` returns and the caption `describe()` gives; redrawn when a
+    control's value is set (for a slider: when it is released)."""
 
     def __init__(self, controls: list[widgets.Widget]):
-        self.output = widgets.Output()
-        self.widget = widgets.VBox([widgets.HBox(controls), self.output])
-        self.figure: Figure | None = None
         for control in controls:
+            if hasattr(control, "continuous_update"):
+                control.continuous_update = False
+            control.style.description_width = "initial"  # "keep top k" in full, not cut to fit
             control.observe(lambda _: self.redraw(), names="value")
+        self.status = widgets.HTML("")
+        self.output = widgets.Output()
+        self.caption_label = widgets.HTML("")
+        self.widget = widgets.VBox([
+            widgets.HBox(controls + [self.status], layout=widgets.Layout(flex_flow="row wrap", align_items="center")),
+            self.output, self.caption_label])
+        self.widget.add_class("hvae-lite-explorer")  # a handle for the browser test and for styling
+        self.figure: Figure | None = None
+        self.caption = ""
         self.redraw()
 
     def draw(self) -> Figure:
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """What the current figure shows, in a sentence or two (drawn under it)."""
+        raise NotImplementedError
+
     def redraw(self) -> None:
-        self.figure = self.draw()
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(figure_image(self.figure))
+        self.status.value = DRAWING
+        try:
+            self.figure = self.draw()
+            self.caption = self.describe()
+            with self.output:
+                self.output.clear_output(wait=True)
+                display(figure_image(self.figure))
+            self.caption_label.value = _caption_html(self.caption)
+        finally:
+            self.status.value = ""
 
     def show(self, headless: bool | None = None) -> None:
-        """Display the widget; when headless, also the current figure as a plain image output."""
-        if headless is None:
-            headless = os.environ.get("HVAE_LITE_HEADLESS") == "1"
+        """Display the widget; when headless, also the current figure and caption as plain outputs."""
         display(self.widget)
-        if headless:
-            display(figure_image(self.figure))
+        if headless_mode(headless):
+            self.show_static()
+
+    def show_static(self) -> None:
+        """Display the current figure and its caption as plain outputs (no widget)."""
+        display(figure_image(self.figure))
+        display(HTML(_caption_html(self.caption)))
 
 
 class LayerExplorer(Explorer):
@@ -87,8 +134,16 @@ class LayerExplorer(Explorer):
         x = self.images[digit:digit + 1]
         samples = layer_resamples(self.model, x, [keep], self.n_samples, self.temperature_slider.value, self.seed)
         self.samples = samples[0, 0]
-        return plots.layer_resample_grid(samples, [keep], x.cpu(), title=(
+        return plots.original_and_samples(x[0].cpu(), self.samples.cpu(), scale=PROJECTOR_SCALE, title=(
             f"digit {digit}: top {keep} of {self.model.n_latent_layers} layers kept, the rest resampled"))
+
+    def describe(self) -> str:
+        n_layers, keep = self.model.n_latent_layers, self.k_slider.value
+        kept = "none" if keep == 0 else "z0 (the top vector)" if keep == 1 else f"z0 to z{keep - 1}"
+        return (f"Left, framed: digit {self.digit_slider.value}. Right: {self.n_samples} images that keep its "
+                f"top {keep} of {n_layers} latent layers ({kept}) from the posterior and draw the other "
+                f"{n_layers - keep} from the prior at temperature {self.temperature_slider.value:.1f}. "
+                f"k = 0 gives plain samples from the prior, k = {n_layers} reconstructions.")
 
 
 class ClusterExplorer(Explorer):
@@ -109,7 +164,13 @@ class ClusterExplorer(Explorer):
         component = self.component_slider.value
         self.samples = component_samples(self.model, self.n_samples, self.temperature_slider.value,
                                          self.seed, components=[component])[0]
-        return plots.image_grid(self.samples, ncols=8, title=f"component {component}")
+        return plots.image_grid(self.samples.cpu(), ncols=8, title=f"component {component}", scale=PROJECTOR_SCALE)
+
+    def describe(self) -> str:
+        n_components = self.component_slider.max + 1
+        return (f"{self.n_samples} samples from component {self.component_slider.value} of the {n_components} "
+                f"in the mixture prior, at temperature {self.temperature_slider.value:.1f}. The model never "
+                f"saw a label: if a component has found a digit class, its samples show that one class.")
 
 
 class ImputationExplorer(Explorer):
@@ -142,4 +203,13 @@ class ImputationExplorer(Explorer):
                    if model.config.conditional else
                    impute_iterative(model, x, self.mask, self.n_steps, n, binary=False, seed=self.seed))
             for name, model in self.models.items()}
-        return plots.imputation_grid(x.cpu(), self.mask, self.imputations)
+        return plots.imputation_grid(x.cpu(), self.mask, {name: samples.cpu() for name, samples in
+                                                          self.imputations.items()}, scale=PROJECTOR_SCALE)
+
+    def describe(self) -> str:
+        missing = int((1 - self.mask).sum())
+        methods = ", ".join(f"{name} ({'one pass of a conditional model' if model.config.conditional else f'{self.n_steps} pseudo-Gibbs steps'})"
+                            for name, model in self.models.items())
+        return (f"Digit {self.digit_slider.value}, its original and the input with the "
+                f"'{self.mask_dropdown.value}' occlusion ({missing} of 784 pixels missing, in blue); then "
+                f"{self.samples_slider.value} imputations by each model: {methods}. Imputed pixels are tinted amber.")

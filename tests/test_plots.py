@@ -92,3 +92,13 @@ def test_training_curves_fall_back_to_training_kl():
     ax_elbo, ax_kl = plots.training_curves(history).axes
     assert len(ax_elbo.lines) == 1 and [list(line.get_ydata()) for line in ax_kl.lines] == [[4.0, 5.0], [1.0, 2.0]]
     assert not ax_kl.get_title().startswith("held-out")
+
+
+def test_original_and_samples_puts_the_framed_original_beside_a_grid():
+    fig = plots.original_and_samples(_images(1)[0], _images(6), ncols=4, title="t")
+    original, *samples = fig.axes
+    assert len(samples) == 8 and sum(len(ax.images) > 0 for ax in samples) == 6  # 2 rows of 4, 2 cells empty
+    assert original.spines["left"].get_edgecolor()[:3] == pytest.approx((1.0, 0.498, 0.055), abs=1e-2)  # orange
+    assert original.get_position().height > 1.5 * samples[0].get_position().height  # spans both rows
+    with pytest.raises(ValueError, match=r"original \(1, 28, 28\)"):
+        plots.original_and_samples(_images(1), _images(6))

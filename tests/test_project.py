@@ -70,3 +70,11 @@ def test_ci_script_runs_make_test():
     assert lines[0].startswith("#!")
     commands = [line for line in lines if line and not line.startswith("#")]
     assert "make test" in commands
+
+
+def test_environment_takes_everything_from_conda_forge():
+    """PyTorch's own conda channel stopped at 2.5: the `pytorch` and `nvidia` channels pin an old torch."""
+    text = (ROOT / "environment.yml").read_text()
+    channels = re.search(r"^channels:\n((?:\s+-.*\n)+)", text, flags=re.M)
+    assert channels and re.findall(r"-\s*(\S+)", channels.group(1)) == ["conda-forge"]
+    assert "pytorch-cuda" not in text

@@ -95,3 +95,64 @@ def test_imputation_explorer_uses_the_right_method_per_model(trained_tiny, digit
     assert len(explorer.figure.axes) == 1 * (2 + 2 + 2)
     with pytest.raises(ValueError, match="at least one model"):
         ImputationExplorer({}, digits[:1])
+
+
+def test_controls_redraw_only_when_released(trained_tiny, digits):
+    explorer = ImputationExplorer({"iterative": trained_tiny}, digits[:2], n_steps=1)
+    sliders = [explorer.digit_slider, explorer.samples_slider]
+    assert all(slider.continuous_update is False for slider in sliders)
+    assert explorer.mask_dropdown.style.description_width == "initial"
+
+
+def test_drawing_state_shows_while_a_redraw_runs_and_clears_after(trained_tiny, digits, monkeypatch):
+    explorer = LayerExplorer(trained_tiny, digits[:2], n_samples=2)
+    assert explorer.status.value == ""
+    seen_while_drawing = []
+    draw = explorer.draw
+
+    def recording_draw():
+        seen_while_drawing.append(explorer.status.value)
+        return draw()
+
+    monkeypatch.setattr(explorer, "draw", recording_draw)
+    explorer.digit_slider.value = 1
+    assert "drawing..." in seen_while_drawing[0] and "0.5s" in seen_while_drawing[0]  # shown after half a second
+    assert explorer.status.value == ""
+
+    def failing_draw():
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(explorer, "draw", failing_draw)
+    with pytest.raises(RuntimeError):
+        explorer.digit_slider.value = 0
+    assert explorer.status.value == ""  # a failed redraw does not leave "drawing..." up
+
+
+def test_captions_say_what_the_figure_shows(trained_tiny, digits):
+    n_layers = trained_tiny.n_latent_layers
+    layers = LayerExplorer(trained_tiny, digits[:3], n_samples=4)
+    layers.digit_slider.value, layers.k_slider.value = 2, 0
+    assert layers.caption.startswith("Left, framed: digit 2.") and f"top 0 of {n_layers} latent layers (none)" in layers.caption
+    assert layers.caption in layers.caption_label.value
+    torch.manual_seed(0)
+    clusters = ClusterExplorer(HVAE(get_preset("tiny", top_prior="mixture", mixture_components=3)).eval(), n_samples=4)
+    clusters.component_slider.value = 2
+    assert clusters.caption.startswith("4 samples from component 2 of the 3")
+    imputation = ImputationExplorer({"iterative": trained_tiny}, digits[:2], n_steps=1)
+    imputation.mask_dropdown.value = "left"
+    assert "'left' occlusion (392 of 784 pixels missing" in imputation.caption and "1 pseudo-Gibbs steps" in imputation.caption
+
+
+def test_figures_are_sized_for_a_projector(trained_tiny, digits):
+    layers = LayerExplorer(trained_tiny, digits[:2], n_samples=8)
+    width, height = layers.figure.get_size_inches()
+    assert height >= 2 and width >= 6  # 2 rows of 4 samples beside the original, not a thumbnail strip
+    assert len(layers.figure.axes) == 1 + 8
+
+
+def test_show_headless_also_gives_the_caption(trained_tiny, digits, shell):
+    explorer = LayerExplorer(trained_tiny, digits[:2], n_samples=2)
+    with capture_output() as captured:
+        explorer.show(headless=True)
+    html = [out.data["text/html"] for out in captured.outputs if "text/html" in out.data and "image/png" not in out.data]
+    assert any(explorer.caption.split(".")[0] in text for text in html)
