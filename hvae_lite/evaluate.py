@@ -1,7 +1,8 @@
-"""Held-out evaluation: ELBO, IWAE-k NLL, per-layer KL, active units, clustering accuracy."""
+"""Held-out evaluation: ELBO, IWAE-k NLL, per-layer KL, which layers are in use, active units, clustering accuracy."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,31 @@ def heldout_elbo(model: HVAE, images: torch.Tensor, seed: int = 0, batch_size: i
         kl_sum += out.kl.sum(0).cpu()
     n = len(x_all)
     return elbo_sum / n, (kl_sum / n).tolist()
+
+
+# A latent layer is "in use" when its held-out KL is at least this many nats ...
+IN_USE_MIN_KL = 1.0
+# ... and at least this many nats above the free-bits floor it was trained with (a layer held at
+# the floor by free bits is not using its nats to describe the digit).
+IN_USE_ABOVE_FLOOR = 0.5
+
+
+def layers_in_use(kl_per_layer: Sequence[float], free_bits_floor: float = 0.0) -> list[bool]:
+    """Which latent layers are in use: held-out KL >= 1 nat and >= 0.5 nats above the free-bits floor.
+
+    kl_per_layer: (n_layers,) mean held-out KL of each layer, nats; free_bits_floor: the largest
+    free-bits floor the model was trained with (TrainConfig.free_bits; 0 without free bits).
+    The kit's one definition: every table and notebook that counts used layers calls this.
+    """
+    if isinstance(kl_per_layer, (str, bytes)) or not isinstance(kl_per_layer, Sequence) or not kl_per_layer:
+        raise ValueError(f"kl_per_layer must be a non-empty sequence of numbers (nats), got {kl_per_layer!r}")
+    values = [float(kl) for kl in kl_per_layer]
+    floor = float(free_bits_floor)
+    if not all(math.isfinite(kl) for kl in values):
+        raise ValueError(f"kl_per_layer holds a non-finite value: {values}")
+    if not math.isfinite(floor) or floor < 0:
+        raise ValueError(f"free_bits_floor must be a finite number >= 0 (nats), got {free_bits_floor!r}")
+    return [kl >= IN_USE_MIN_KL and kl >= floor + IN_USE_ABOVE_FLOOR for kl in values]
 
 
 def prepare_heldout(model: HVAE, images: torch.Tensor, seed: int) -> torch.Tensor:

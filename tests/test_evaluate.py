@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from hvae_lite.config import get_preset
-from hvae_lite.evaluate import active_units, clustering_accuracy, evaluate, heldout_elbo, mixture_assignments
+from hvae_lite.evaluate import (active_units, clustering_accuracy, evaluate, heldout_elbo, layers_in_use,
+                                mixture_assignments)
 from hvae_lite.model import HVAE
 from hvae_lite.objectives import bits_per_dim
 
@@ -109,3 +110,18 @@ def test_clustering_accuracy_known_confusion():
 def test_clustering_accuracy_bad_input(assignments, labels, message):
     with pytest.raises(ValueError, match=message):
         clustering_accuracy(assignments, labels)
+
+
+def test_layers_in_use_needs_one_nat_and_half_a_nat_above_the_free_bits_floor():
+    # the floor-hugging layers of a free-bits run (0.5-0.9 nats at a 0.5 floor) are not in use
+    assert layers_in_use([6.8, 0.58, 0.74, 1.16, 0.94, 7.1], free_bits_floor=0.5) == [True, False, False, True, False, True]
+    assert layers_in_use([1.0, 0.99], free_bits_floor=0.0) == [True, False]    # 1 nat is the minimum
+    assert layers_in_use([1.4, 1.6], free_bits_floor=1.0) == [False, True]     # 0.5 above a 1-nat floor
+    assert layers_in_use((2.0,)) == [True]
+
+
+@pytest.mark.parametrize("kl, floor", [([], 0.0), ("1.0", 0.0), ([1.0, float("nan")], 0.0), ([1.0], -0.5),
+                                       ([1.0], float("inf")), (3.0, 0.0)])
+def test_layers_in_use_rejects_bad_input(kl, floor):
+    with pytest.raises(ValueError):
+        layers_in_use(kl, free_bits_floor=floor)
