@@ -13,8 +13,9 @@ which stops the notebook run: the text must then be rewritten for the new models
 (env HVAE_LITE_FAST=1: tiny, barely trained models, as in the tests) the claim is printed as
 "not checked" instead, since a tiny model proves nothing either way.
 
-`result(name, *path)` reads one value from `benchmarks/results/<file>.json`; the file names and
-the keys notebooks read live here, so renaming a file or a key is a one-line change.
+`measured(key)` reads one named measure from `benchmarks/results/*.json` through `result(name, *path)`;
+the file names and the keys notebooks read live here (RESULT_FILES, MEASURES), so renaming a file
+or a key is a one-line change.
 """
 from __future__ import annotations
 
@@ -36,6 +37,36 @@ RESULT_FILES = {
     "imputation": "imputation.json",    # both imputation routes on every occlusion kind
     "clustering": "clustering.json",    # the mixture model's class structure
 }
+
+
+# The measures notebooks read from the results files, each by one path (see `result`): a renamed
+# file, key or variant is a one-line change here. Missing files or keys read as None ("not measured").
+MEASURES: dict[str, tuple[Any, ...]] = {
+    # equal-budget ablations (benchmarks/quality.py): one row per variant
+    "quality_rows": ("quality", "rows"),
+    "quality_recipe": ("quality", "train_config"),
+    "quality_iwae": ("quality", "iwae"),
+    "shallow": ("quality", "rows", {"variant": "mlp-vae"}),
+    "shallow_converged": ("quality", "rows", {"variant": "mlp-vae-200ep"}),
+    "naive_stack": ("quality", "rows", {"variant": "no-td-path"}),
+    "no_merge": ("quality", "rows", {"variant": "no-merge"}),
+    "matryoshka": ("quality", "rows", {"variant": "matryoshka"}),
+    "matryoshka_ar": ("quality", "rows", {"variant": "matryoshka-ar"}),
+    # the shipped checkpoints on the full protocol, with the digit judge (a classifier)
+    "judge_samples": ("checkpoints", "models", {"name": "matryoshka"}, "judge"),
+    "judge_samples_ar": ("checkpoints", "models", {"name": "matryoshka-ar"}, "judge"),
+    "judge_real_digits": ("checkpoints", "real_digits", "judge"),
+    # class structure and imputation (their own benchmarks)
+    "clustering": ("clustering", "mixture"),
+    "imputation_rows": ("imputation", "rows"),
+}
+
+
+def measured(key: str, default: Any = None, results_dir: str | Path | None = None) -> Any:
+    """The value of a named measure (see MEASURES), or `default` when it is not in the results yet."""
+    if key not in MEASURES:
+        raise ValueError(f"unknown measure {key!r}; known: {sorted(MEASURES)}")
+    return result(*MEASURES[key], default=default, results_dir=results_dir)
 
 
 class ClaimError(AssertionError):

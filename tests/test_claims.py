@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hvae_lite.claims import ClaimError, claim, clearly_less, markdown, read_results, result
+from hvae_lite.claims import MEASURES, RESULT_FILES, ClaimError, claim, clearly_less, markdown, measured, read_results, result
 
 
 def test_a_claim_that_holds_is_printed_as_checked(capsys):
@@ -70,3 +70,13 @@ def test_result_reads_keys_indices_and_rows_and_defaults_when_missing(tmp_path):
 
 def test_the_committed_results_files_are_valid_json():
     assert isinstance(read_results("quality"), dict)
+
+
+def test_measures_name_known_files_and_read_as_none_until_measured(tmp_path):
+    assert all(path[0] in RESULT_FILES for path in MEASURES.values())
+    (tmp_path / "quality.json").write_text(json.dumps({"rows": [{"variant": "no-td-path", "elbo": -120.0}]}))
+    assert measured("naive_stack", results_dir=tmp_path) == {"variant": "no-td-path", "elbo": -120.0}
+    assert measured("judge_samples", results_dir=tmp_path) is None
+    assert measured("matryoshka", default={}, results_dir=tmp_path) == {}
+    with pytest.raises(ValueError, match="unknown measure"):
+        measured("naive", results_dir=tmp_path)
