@@ -91,8 +91,9 @@ def _describe(value: Any) -> str:
     return str(value)
 
 
-def claim(condition: Any, statement: str, value: Any = None, *, fast: bool | None = None) -> bool:
-    """Check one sentence of the text against the run; returns whether it holds.
+def claim(condition: Any, statement: str, value: Any = None, *, fast: bool | None = None) -> None:
+    """Check one sentence of the text against the run (returns nothing, so a notebook cell that
+    ends with a claim shows only its line).
 
     condition: the fact, as a bool (numpy and 0-d torch booleans too); statement: the sentence it
     guards, in words; value: what was measured (printed, and quoted in the error).
@@ -109,13 +110,12 @@ def claim(condition: Any, statement: str, value: Any = None, *, fast: bool | Non
     measured = "" if value is None else f" (measured: {_describe(value)})"
     if fast_mode(fast):
         print(f"[not checked in fast mode: tiny models] {statement}{measured}")
-        return holds
+        return
     if not holds:
         raise ClaimError(f"the notebook says: {statement!r}, but this run does not show it{measured}. "
                          "The models or the data changed: rewrite the sentence (and this check) for what the "
                          "run shows now.")
     print(f"[checked] {statement}{measured}")
-    return holds
 
 
 def clearly_less(a: float, b: float, stderr: float, n_se: float = 2.0) -> bool:

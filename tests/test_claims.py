@@ -9,7 +9,7 @@ from hvae_lite.claims import MEASURES, RESULT_FILES, ClaimError, claim, clearly_
 
 
 def test_a_claim_that_holds_is_printed_as_checked(capsys):
-    assert claim(72.0 < 94.5, "the AR model's reconstruction term is higher", value="94.5 vs 72.0", fast=False)
+    claim(72.0 < 94.5, "the AR model's reconstruction term is higher", value="94.5 vs 72.0", fast=False)
     assert capsys.readouterr().out == "[checked] the AR model's reconstruction term is higher (measured: 94.5 vs 72.0)\n"
 
 
@@ -20,7 +20,7 @@ def test_a_claim_that_no_longer_holds_stops_a_full_run_with_the_sentence_and_the
 
 def test_fast_mode_never_raises_and_says_the_claim_was_not_checked(capsys, monkeypatch):
     monkeypatch.setenv("HVAE_LITE_FAST", "1")
-    assert claim(np.bool_(False), "most samples are digits", value=0.123456) is False
+    claim(np.bool_(False), "most samples are digits", value=0.123456)
     assert capsys.readouterr().out == "[not checked in fast mode: tiny models] most samples are digits (measured: 0.1235)\n"
     monkeypatch.setenv("HVAE_LITE_FAST", "0")
     with pytest.raises(ClaimError):
