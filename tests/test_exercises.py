@@ -23,7 +23,7 @@ from hvae_lite.exercises.notebooks import (BEGIN, END, SOLUTIONS_DIR, STUB, STUD
                                            solution_paths, stale_notebooks, strip_markers, student_notebook)
 from hvae_lite.impute import impute_iterative
 from hvae_lite.model import HVAE
-from hvae_lite.objectives import iwae_log_likelihood
+from hvae_lite.objectives import iwae_log_likelihood, training_loss
 
 
 # --- typical wrong answers, written as a student would, with the words the feedback must contain ---
@@ -104,6 +104,14 @@ WRONG_ANSWERS = {
         (_imputation_with(lambda probs: (probs > 0.5).float()), "do not follow the model's probabilities"),
         (lambda model, x, observed: (1 - observed) * x + observed * torch.bernoulli(torch.sigmoid(model(x).params)),
          "changed observed pixels"),  # the mask the wrong way round
+    ],
+    "free_bits_kl": [
+        (lambda kl, floor: kl.clamp(min=floor).mean(0), "average first, then max"),
+        (lambda kl, floor: kl.mean(0), "left out the floor"),
+        (lambda kl, floor: kl.mean(0).clamp(max=floor), "capped the KL"),
+        (lambda kl, floor: torch.clamp(kl.mean(0), min=floor).sum(), "expected (n_layers,)"),
+        (lambda kl, floor: torch.clamp(kl.mean(0), min=floor).detach(), "no gradient flows"),
+        (lambda kl, floor: torch.maximum(kl.mean(0), torch.tensor(floor)).numpy(), "should be a torch tensor"),
     ],
 }
 
@@ -369,3 +377,62 @@ def test_student_notebook_copy_drops_outputs():
     cell = student_notebook(notebook).cells[0]
     assert (cell.source, cell.outputs, cell.execution_count) == (STUB, [], None)
     assert notebook.cells[0].outputs  # the solution itself is not modified
+
+
+def test_free_bits_kl_is_the_kit_training_loss(trained_tiny, digits):
+    out = trained_tiny(digits)
+    for floor in (0.0, 0.5, 3.0):
+        ours = out.recon.mean() + ref.free_bits_kl(out.kl, floor).sum()
+        assert torch.allclose(ours, training_loss(out, beta=1.0, free_bits=floor))
+
+
+# --- exercises that put the student's function to work ---
+
+def test_merge_step_in_runs_the_students_merge_inside_the_model(trained_tiny, digits):
+    from hvae_lite.exercises.demos import merge_step_in
+
+    torch.manual_seed(4)
+    kit = trained_tiny(digits).elbo
+    with merge_step_in(trained_tiny, ref.merge_step):
+        torch.manual_seed(4)
+        assert torch.allclose(trained_tiny(digits).elbo, kit, atol=1e-4)  # the reference answer is the model's own step
+    blind = lambda h, b, m, r, head: ref.merge_step(h, torch.zeros_like(b), m, r, head)  # noqa: E731
+    with merge_step_in(trained_tiny, blind):
+        torch.manual_seed(4)
+        assert not torch.allclose(trained_tiny(digits).elbo, kit, atol=1e-2)
+    torch.manual_seed(4)
+    assert torch.allclose(trained_tiny(digits).elbo, kit)  # restored on exit
+    with pytest.raises(ValueError, match="inference merge"):
+        with merge_step_in(HVAE(get_preset("tiny", inference_merge=False)), ref.merge_step):
+            pass
+
+
+def test_train_with_kl_term_trains_exactly_like_the_kit_with_the_reference(small_split):
+    from hvae_lite.exercises.demos import train_with_kl_term
+    from hvae_lite.train import TrainConfig, Trainer
+
+    recipe = TrainConfig(epochs=1, batch_size=50, warmup_epochs=0.5, free_bits=0.5, seed=0)
+    theirs = train_with_kl_term(ref.free_bits_kl, recipe, small_split).history[-1]
+    kit = Trainer(get_preset("tiny"), recipe, small_split, progress=False)
+    kit.fit()
+    assert theirs["test_elbo"] == pytest.approx(kit.history[-1]["test_elbo"], abs=1e-4)
+    floorless = train_with_kl_term(lambda kl, floor: kl.mean(0), recipe, small_split).history[-1]
+    assert floorless["test_elbo"] != pytest.approx(theirs["test_elbo"], abs=1e-4)  # the student's term is what trains
+
+
+@pytest.mark.parametrize("changes, words", [({"lr": 5e-3, "epochs": 9}, "fixed budget"), ({"learning_rate": 1.0}, "not TrainConfig fields"),
+                                            ([("lr", 1.0)], "as a dict")])
+def test_recipe_challenge_refuses_changes_outside_the_rules(changes, words, small_split):
+    from hvae_lite.exercises.demos import recipe_challenge
+
+    result = recipe_challenge(changes, data=small_split, quiet=True)
+    assert not result.passed and words in result.message
+
+
+def test_recipe_challenge_reports_the_gain_and_a_failed_training(small_split):
+    from hvae_lite.exercises.demos import recipe_challenge
+
+    strict = recipe_challenge({"lr": 5e-3}, min_gain=1e9, data=small_split, quiet=True)
+    assert not strict.passed and "Not enough yet" in strict.message and "held-out ELBO" in strict.message
+    broken = recipe_challenge({"batch_size": 0}, data=small_split, quiet=True)
+    assert not broken.passed and "failed" in broken.message
