@@ -23,7 +23,7 @@ from ..data import DataSplit, load_embedded_mnist
 from ..evaluate import heldout_elbo
 from ..model import HVAE
 from ..train import TrainConfig, Trainer
-from .feedback import CheckResult
+from .feedback import CheckResult, Mistake, call
 
 
 class _StudentMerge(nn.Module):
@@ -91,15 +91,22 @@ CHALLENGE_BASELINE = TrainConfig(epochs=2, batch_size=100, lr=2e-3, warmup_epoch
 _FIXED = ("epochs", "seed", "device", "eval_seed", "init_from", "mixture_init_epoch")
 
 
-def recipe_challenge(changes: Mapping[str, Any], min_gain: float = 5.0, data: DataSplit | None = None,
-                     quiet: bool = False) -> CheckResult:
+def recipe_challenge(changes: Mapping[str, Any] | Callable[[], Mapping[str, Any]], min_gain: float = 5.0,
+                     data: DataSplit | None = None, quiet: bool = False) -> CheckResult:
     """Train the tiny model with CHALLENGE_BASELINE and with `changes` applied to it (TrainConfig
-    fields, e.g. {"lr": 5e-3}); passes when the held-out ELBO rises by at least `min_gain` nats.
-    Prints and returns a CheckResult; never raises for a bad recipe."""
+    fields, e.g. {"lr": 5e-3}, or a function returning them); passes when the held-out ELBO rises
+    by at least `min_gain` nats. Prints and returns a CheckResult; never raises for a bad recipe."""
     exercise = f"a recipe that lifts the held-out ELBO by {min_gain:g} nats"
     data = data or small_data()
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    if not isinstance(changes, Mapping):
+    if callable(changes):
+        try:
+            changes = call(changes, case="your recipe function")
+        except Mistake as mistake:
+            changes = str(mistake)
+    if isinstance(changes, str):  # the student's function did not give a recipe
+        result = CheckResult(exercise, False, changes)
+    elif not isinstance(changes, Mapping):
         result = CheckResult(exercise, False, "give your changes as a dict, e.g. {'lr': 5e-3}.")
     elif unknown := sorted(set(changes) - known):
         result = CheckResult(exercise, False, f"{unknown} are not TrainConfig fields; choose from {sorted(known - set(_FIXED))}.")
