@@ -449,3 +449,15 @@ def test_recipe_challenge_reports_the_gain_and_a_failed_training(small_split):
     assert "not implemented yet" in recipe_challenge(not_yet, data=small_split, quiet=True).message
     broken = recipe_challenge(lambda: {"batch_size": 0}, data=small_split, quiet=True)
     assert not broken.passed and "failed" in broken.message
+
+
+def test_ready_runs_a_demonstration_only_for_a_passing_answer(capsys):
+    from hvae_lite.exercises import check_iwae_bound
+    from hvae_lite.exercises.demos import ready
+
+    assert ready(check_iwae_bound, ref.iwae_bound) and capsys.readouterr().out == ""
+
+    def iwae_bound(log_weights):
+        raise NotImplementedError()
+    assert not ready(check_iwae_bound, iwae_bound)
+    assert "Skipped: this uses your `iwae_bound`" in capsys.readouterr().out

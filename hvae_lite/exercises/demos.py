@@ -6,6 +6,8 @@
   (exercise 4.1) in place of the kit's.
 - `recipe_challenge(changes)`: the open exercise 4.2: does a change of the training recipe lift the
   held-out ELBO of a small model by at least `min_gain` nats at the same budget?
+- `ready(check, fn)`: a demonstration runs only once the student's function passes its check, so
+  a notebook still runs from top to bottom while answers are unfinished.
 """
 from __future__ import annotations
 
@@ -134,3 +136,13 @@ def _heldout_after(train_config: TrainConfig, data: DataSplit) -> float:
     trainer.fit()
     elbo, _ = heldout_elbo(trainer.eval_model, data.test_images)
     return elbo
+
+
+def ready(check: Callable[..., CheckResult], student_fn: Callable) -> bool:
+    """Whether `student_fn` passes `check` (run quietly). If not, print why the demonstration that
+    uses it is skipped: a demonstration cell runs `if ready(...)` and never fails on an unfinished answer."""
+    result = check(student_fn, quiet=True)
+    if not result.passed:
+        name = getattr(student_fn, "__name__", "function")
+        print(f"Skipped: this uses your `{name}`, which does not pass its check yet ({result.message})")
+    return result.passed
