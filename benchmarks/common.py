@@ -10,7 +10,7 @@ import torch
 
 from hvae_lite.data import DataSplit
 from hvae_lite.evaluate import (
-    active_units, clustering_accuracy, evaluate, heldout_elbo, mixture_assignments, prepare_heldout,
+    active_units, clustering_accuracy, evaluate, heldout_elbo, layers_in_use, mixture_assignments, prepare_heldout,
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -21,9 +21,10 @@ ELBO_SUBSET = 100  # the first 100 held-out digits, torch seed 0: a check a test
 
 @torch.no_grad()
 def heldout_metrics(model: torch.nn.Module, data: DataSplit, k: int = IWAE_K,
-                    n_iwae: int = IWAE_IMAGES) -> dict[str, Any]:
-    """ELBO, KL per layer and active units on all held-out digits; IWAE-k NLL +- stderr on the
-    first `n_iwae`; clustering accuracy for a mixture prior. Fixed binarisation (seed 0), fp32."""
+                    n_iwae: int = IWAE_IMAGES, free_bits_floor: float = 0.0) -> dict[str, Any]:
+    """ELBO, KL per layer, layers in use (given the free-bits floor of training) and active units
+    on all held-out digits; IWAE-k NLL +- stderr on the first `n_iwae` (k = 0: none); clustering
+    accuracy for a mixture prior. Fixed binarisation (seed 0), fp32."""
     model.eval()
     torch.manual_seed(0)
     elbo, kl = heldout_elbo(model, data.test_images)
@@ -31,6 +32,7 @@ def heldout_metrics(model: torch.nn.Module, data: DataSplit, k: int = IWAE_K,
     subset_elbo, _ = heldout_elbo(model, data.test_images[:ELBO_SUBSET])
     metrics = {
         "elbo": elbo, "n_elbo_images": len(data.test_images), "kl_per_layer": kl, "kl_total": sum(kl),
+        "free_bits_floor": free_bits_floor, "in_use": layers_in_use(kl, free_bits_floor),
         "active_units": active_units(model, prepare_heldout(model, data.test_images, 0)),
         "elbo_subset": {"elbo": subset_elbo, "n_images": ELBO_SUBSET, "torch_seed": 0},
         "iwae_k": k, "n_iwae_images": n_iwae if k else 0,

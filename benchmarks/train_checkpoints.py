@@ -1,15 +1,19 @@
 """Train the shipped checkpoints with the kit's CLI, then write weights-only copies and manifests.
 
-    PYTHONPATH=. python benchmarks/train_checkpoints.py [--names matryoshka mixture] [--retrain]
+    PYTHONPATH=. python benchmarks/train_checkpoints.py [--names matryoshka mixture] [--retrain] [--threads 1]
+    PYTHONPATH=. python benchmarks/train_checkpoints.py --judge     # the digit judge
 
 Each model is trained by `python -m hvae_lite train ...` (the recipe in hvae_lite.pretrained.RECIPES)
 into runs/checkpoints/<name>.pt (full state, resumable); a finished run there is reused unless
---retrain. Then data/checkpoints/<name>.pt (weights only, float32) and <name>.json (the manifest:
-command, config, split, seed, epochs, wall-clock, held-out metrics, sha256) are written.
+--retrain. A fine-tune (a recipe with a `base`) needs its base's run first: ask for both, base
+first. Then data/checkpoints/<name>.pt (weights only, float32: the EMA weights when the run kept
+them) and <name>.json (the manifest: command, config, split, seed, epochs, training time, held-out
+ELBO and KL per layer, sha256) are written. The full evaluation protocol is benchmarks/shipped.py.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -19,12 +23,14 @@ from pathlib import Path
 
 import torch
 
-from common import IWAE_IMAGES, IWAE_K, heldout_metrics, machine, write_json
-from hvae_lite.checkpoints import load_checkpoint
+from common import heldout_metrics, machine, write_json
+from hvae_lite.checkpoints import Checkpoint, load_checkpoint, save_checkpoint, sha256_of
 from hvae_lite.data import load_mnist
+from hvae_lite.judge import JudgeConfig, judge_images, train_judge
 from hvae_lite.pretrained import CHECKPOINT_DIR, CHECKPOINT_NAMES, RECIPES, REPO_ROOT, ship_checkpoint
 
 RUN_DIR = Path("runs/checkpoints")  # relative to the repository root, as in the manifest's command
+JUDGE_EPOCHS, JUDGE_SEED = 30, 0
 
 
 def train(name: str, retrain: bool, threads: int | None) -> float | None:
@@ -32,12 +38,15 @@ def train(name: str, retrain: bool, threads: int | None) -> float | None:
     returns the wall-clock seconds of this call (None: reused)."""
     recipe, run = RECIPES[name], REPO_ROOT / RUN_DIR / f"{name}.pt"
     command = [sys.executable, *recipe.command(RUN_DIR / f"{name}.pt")[1:]]
+    if recipe.base is not None and not (REPO_ROOT / recipe.train.init_from).is_file():
+        raise SystemExit(f"{name} starts from {recipe.train.init_from}: train {recipe.base} first")
     if retrain:
         run.unlink(missing_ok=True)
     elif run.is_file():
         if load_checkpoint(run).epoch >= recipe.train.epochs:
             return None
-        command.append("--resume")  # continues to exactly the numbers of an uninterrupted run
+        command = [sys.executable, "-m", "hvae_lite", "train", "--out", str(RUN_DIR / f"{name}.pt"),
+                   "--quiet", "--resume"]  # continues to exactly the numbers of an uninterrupted run
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)  # on a shared, busy machine 1 thread beats 2 (see README)
@@ -46,26 +55,36 @@ def train(name: str, retrain: bool, threads: int | None) -> float | None:
     return time.perf_counter() - start
 
 
-def ship(name: str, wall_clock: float | None, k: int, n_iwae: int, threads: int | None) -> dict:
+def free_bits_floor(name: str) -> float:
+    """The largest free-bits floor the model (and the model it started from) was trained with."""
+    recipe = RECIPES[name]
+    return max(recipe.train.free_bits, free_bits_floor(recipe.base) if recipe.base else 0.0)
+
+
+def ship(name: str, wall_clock: float | None, threads: int | None) -> dict:
     recipe, run_path = RECIPES[name], REPO_ROOT / RUN_DIR / f"{name}.pt"
     out = CHECKPOINT_DIR / f"{name}.pt"
     digest = ship_checkpoint(run_path, out, dtype=torch.float32)
     shipped = load_checkpoint(out, expected_sha256=digest)
     data = load_mnist("embedded", seed=0)
-    metrics = heldout_metrics(shipped.model(), data, k=k, n_iwae=n_iwae)
+    floor = free_bits_floor(name)
+    metrics = heldout_metrics(shipped.model(), data, k=0, free_bits_floor=floor)
     history = shipped.history
+    own_seconds = sum(r["seconds"] for r in history)
+    base_seconds = read_base_seconds(recipe.base)
     manifest = {
         "name": name,
-        "file": f"data/checkpoints/{name}.pt",
+        "file": str(out.relative_to(REPO_ROOT)),
         "sha256": digest,
-        "storage": "model weights only (no optimiser state), float32",
+        "storage": "model weights only (no optimiser state), float32"
+                   + ("; the exponential moving average of the weights" if recipe.train.ema_decay else ""),
         "command": shlex.join(recipe.command(RUN_DIR / f"{name}.pt")),
         "ship_command": f"python benchmarks/train_checkpoints.py --names {name}"
                         + (f" --threads {threads}" if threads else ""),
         "threads": threads or torch.get_num_threads(),
         "preset": recipe.preset,
         "overrides": recipe.overrides,
-        "family": f"width {shipped.config.width}",
+        "base": recipe.base,
         "config": shipped.config.to_dict(),
         "train_config": shipped.train_config,
         "data": {"source": "embedded", "split_seed": 0, "n_train": len(data.train_images),
@@ -73,34 +92,74 @@ def ship(name: str, wall_clock: float | None, k: int, n_iwae: int, threads: int 
         "seed": shipped.train_config["seed"],
         "epochs": shipped.epoch,
         "parameters": sum(v.numel() for v in shipped.model_state.values()),
-        "train_seconds": sum(r["seconds"] for r in history),
-        "wall_clock_s": wall_clock if wall_clock is not None else sum(r["seconds"] for r in history),
+        "train_seconds": own_seconds,
+        "train_seconds_with_base": own_seconds + base_seconds,
+        "wall_clock_s": wall_clock if wall_clock is not None else own_seconds,
         "wall_clock_note": "measured around the CLI (the last call, if it resumed an interrupted run)"
                            if wall_clock is not None else "sum of the epochs' training time (the run was reused)",
         "machine": machine(),
         "heldout": metrics,
-        "history": [{key: r[key] for key in ("epoch", "elbo", "test_elbo", "test_kl", "seconds", "images_per_s")}
+        "history": [{key: r[key] for key in ("epoch", "elbo", "test_elbo", "test_kl", "kl", "free_bits", "seconds",
+                                            "images_per_s") if key in r}
                     for r in history],
     }
     write_json(CHECKPOINT_DIR / f"{name}.json", manifest)
-    accuracy = f", clustering accuracy {metrics['clustering_accuracy']:.3f}" if "clustering_accuracy" in metrics else ""
-    iwae = f", IWAE-{k} NLL {metrics['nll_iwae']:.2f} +- {metrics['nll_iwae_stderr']:.2f} (first {n_iwae})" if k else ""
-    print(f"{name}: held-out ELBO {metrics['elbo']:.2f}{iwae}{accuracy}")
+    print(f"{name}: held-out ELBO {metrics['elbo']:.2f}, layers in use {sum(metrics['in_use'])}/{len(metrics['in_use'])}, "
+          f"{own_seconds / 60:.0f} min of training (+{base_seconds / 60:.0f} min for its base)")
+    return manifest
+
+
+def read_base_seconds(base: str | None) -> float:
+    if base is None:
+        return 0.0
+    manifest = json.loads((CHECKPOINT_DIR / f"{base}.json").read_text())
+    return manifest["train_seconds_with_base"]
+
+
+def ship_judge(threads: int | None) -> dict:
+    """Train the digit judge on the 4,000 training digits only and ship it with its manifest."""
+    data = load_mnist("embedded", seed=0)
+    config = JudgeConfig()
+    start = time.perf_counter()
+    judge = train_judge(data.train_images, data.train_labels, epochs=JUDGE_EPOCHS, seed=JUDGE_SEED, config=config)
+    seconds = time.perf_counter() - start
+    out = CHECKPOINT_DIR / "judge.pt"
+    save_checkpoint(Checkpoint(config, judge.state_dict(), {"epochs": JUDGE_EPOCHS, "seed": JUDGE_SEED}), out)
+    grey = judge_images(judge, data.test_images, data.test_labels)
+    binary = judge_images(judge, torch.bernoulli(data.test_images, generator=torch.Generator().manual_seed(0)),
+                          data.test_labels)
+    manifest = {
+        "name": "judge", "file": str(out.relative_to(REPO_ROOT)), "sha256": sha256_of(out),
+        "what": "a CNN digit classifier trained on the 4,000 training digits only (shifts, rotations, scalings, "
+                "random binarisation); it scores generated digits",
+        "command": "python benchmarks/train_checkpoints.py --judge" + (f" --threads {threads}" if threads else ""),
+        "config": config.to_dict(), "epochs": JUDGE_EPOCHS, "seed": JUDGE_SEED, "train_seconds": seconds,
+        "machine": machine(),
+        "heldout": {"n_images": len(data.test_images), "accuracy_grey": grey.accuracy,
+                    "accuracy_binarised": binary.accuracy, "confident_fraction_grey": grey.confident_fraction,
+                    "confident_fraction_binarised": binary.confident_fraction,
+                    "classifier_score_grey": grey.classifier_score},
+    }
+    write_json(CHECKPOINT_DIR / "judge.json", manifest)
+    print(f"judge: held-out accuracy {grey.accuracy:.3f} (grey) / {binary.accuracy:.3f} (binarised), "
+          f"confident on {grey.confident_fraction:.3f} of real held-out digits, {seconds / 60:.1f} min")
     return manifest
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--names", nargs="+", default=list(CHECKPOINT_NAMES), choices=CHECKPOINT_NAMES)
+    parser.add_argument("--names", nargs="*", default=list(CHECKPOINT_NAMES), choices=CHECKPOINT_NAMES)
+    parser.add_argument("--judge", action="store_true", help="train and ship the digit judge (only)")
     parser.add_argument("--retrain", action="store_true", help="train even if a finished run exists")
-    parser.add_argument("--k", type=int, default=IWAE_K, help="IWAE samples (0: no IWAE)")
     parser.add_argument("--threads", type=int, help="torch threads for training and evaluation (default: torch's)")
-    parser.add_argument("--n-iwae", type=int, default=IWAE_IMAGES)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.judge:
+        ship_judge(args.threads)
+        return
     for name in args.names:
-        ship(name, train(name, args.retrain, args.threads), args.k, args.n_iwae, args.threads)
+        ship(name, train(name, args.retrain, args.threads), args.threads)
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a preset and write a checkpoint after every epoch")
     common(train)
-    train.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    train.add_argument("--preset", default="matryoshka", choices=sorted(PRESETS))
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="change a config field of the preset, e.g. --set width=48 (repeatable)")
     train.add_argument("--out", required=True, help="checkpoint path (.pt)")
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "a self-contained OUT/report.html")
     report.add_argument("--out", default="reports", help="output folder")
     report.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="set a parameter of the report notebook, e.g. -p preset cpu -p epochs 5 (repeatable)")
+                        help="set a parameter of the report notebook, e.g. -p PRESET matryoshka -p EPOCHS 5 (repeatable)")
     report.add_argument("--quiet", action="store_true", help="no progress bar")
     report.set_defaults(func=cmd_report)
     return parser

@@ -12,14 +12,16 @@ import torch
 
 from .baseline import MLPVAE, MLPVAEConfig
 from .config import HVAEConfig
+from .judge import DigitJudge, JudgeConfig
 from .model import HVAE
 
 # The model classes a checkpoint may hold, by the name of their config class.
-MODEL_CLASSES = {"HVAEConfig": (HVAEConfig, HVAE), "MLPVAEConfig": (MLPVAEConfig, MLPVAE)}
-ModelConfig = HVAEConfig | MLPVAEConfig
+MODEL_CLASSES = {"HVAEConfig": (HVAEConfig, HVAE), "MLPVAEConfig": (MLPVAEConfig, MLPVAE),
+                 "JudgeConfig": (JudgeConfig, DigitJudge)}
+ModelConfig = HVAEConfig | MLPVAEConfig | JudgeConfig
 
 
-def build_model(config: ModelConfig) -> HVAE | MLPVAE:
+def build_model(config: ModelConfig) -> HVAE | MLPVAE | DigitJudge:
     """A fresh, randomly initialised model for `config`."""
     return MODEL_CLASSES[type(config).__name__][1](config)
 
@@ -45,7 +47,7 @@ class Checkpoint:
     rng_state: dict[str, torch.Tensor] | None = None
     ema_state: dict[str, torch.Tensor] | None = None              # AveragedModel state (EMA runs only)
 
-    def model(self, device: str | torch.device = "cpu") -> HVAE | MLPVAE:
+    def model(self, device: str | torch.device = "cpu") -> HVAE | MLPVAE | DigitJudge:
         """The network to evaluate: the EMA weights when the run kept them, else the raw weights."""
         model = build_model(self.config)
         model.load_state_dict(self.evaluation_state())

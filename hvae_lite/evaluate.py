@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,31 +31,6 @@ def heldout_elbo(model: HVAE, images: torch.Tensor, seed: int = 0, batch_size: i
     return elbo_sum / n, (kl_sum / n).tolist()
 
 
-# A latent layer is "in use" when its held-out KL is at least this many nats ...
-IN_USE_MIN_KL = 1.0
-# ... and at least this many nats above the free-bits floor it was trained with (a layer held at
-# the floor by free bits is not using its nats to describe the digit).
-IN_USE_ABOVE_FLOOR = 0.5
-
-
-def layers_in_use(kl_per_layer: Sequence[float], free_bits_floor: float = 0.0) -> list[bool]:
-    """Which latent layers are in use: held-out KL >= 1 nat and >= 0.5 nats above the free-bits floor.
-
-    kl_per_layer: (n_layers,) mean held-out KL of each layer, nats; free_bits_floor: the largest
-    free-bits floor the model was trained with (TrainConfig.free_bits; 0 without free bits).
-    The kit's one definition: every table and notebook that counts used layers calls this.
-    """
-    if isinstance(kl_per_layer, (str, bytes)) or not isinstance(kl_per_layer, Sequence) or not kl_per_layer:
-        raise ValueError(f"kl_per_layer must be a non-empty sequence of numbers (nats), got {kl_per_layer!r}")
-    values = [float(kl) for kl in kl_per_layer]
-    floor = float(free_bits_floor)
-    if not all(math.isfinite(kl) for kl in values):
-        raise ValueError(f"kl_per_layer holds a non-finite value: {values}")
-    if not math.isfinite(floor) or floor < 0:
-        raise ValueError(f"free_bits_floor must be a finite number >= 0 (nats), got {free_bits_floor!r}")
-    return [kl >= IN_USE_MIN_KL and kl >= floor + IN_USE_ABOVE_FLOOR for kl in values]
-
-
 def prepare_heldout(model: HVAE, images: torch.Tensor, seed: int) -> torch.Tensor:
     """Held-out images as the likelihood wants them: a fixed binarisation for a Bernoulli model."""
     if model.config.likelihood == "bernoulli":
@@ -73,12 +47,12 @@ def heldout_mask(model: HVAE, x: torch.Tensor, seed: int) -> torch.Tensor | None
 
 
 @torch.no_grad()
-def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = 100, chunk_size: int = 100,
-             seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """The kit's held-out metrics, in fp32, on a fixed (seeded) binarisation of `images`.
+def per_image_scores(model: HVAE, images: Tensor, k: int, batch_size: int = 100, chunk_size: int = 100,
+                     seed: int = 0, progress: bool = False) -> dict[str, Tensor]:
+    """Per held-out image, in fp32 on a fixed (seeded) binarisation: `elbo` (N,), `nll_iwae` (N,)
+    (the IWAE-k bound, negated: an upper bound on -log p(x)) and `kl` (N, n_layers).
 
-    Returns nats (positive NLLs): elbo (mean, negative), nll_iwae (IWAE-k) with its standard
-    error over examples, bits_per_dim, kl per layer, active units per layer.
+    Per-image values let two models be compared digit by digit (`paired_difference`).
     """
     check_images(images, name="images")
     model.eval()
@@ -97,17 +71,62 @@ def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = 100, 
         elbos.append(out.elbo.cpu())
         kls.append(out.kl.cpu())
         log_likelihoods.append(iwae_log_likelihood(model, x, k, chunk_size, observed).cpu())
-    nll = -torch.cat(log_likelihoods).double()
+    return {"elbo": torch.cat(elbos).double(), "nll_iwae": -torch.cat(log_likelihoods).double(),
+            "kl": torch.cat(kls).double()}
+
+
+def mean_stderr(values: Tensor | np.ndarray | list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (NaN for a single value)."""
+    v = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    return v.mean().item(), (v.std() / math.sqrt(len(v))).item() if len(v) > 1 else float("nan")
+
+
+def paired_difference(a: Tensor | np.ndarray | list[float], b: Tensor | np.ndarray | list[float]) -> tuple[float, float]:
+    """Mean and standard error of a - b over the same images (paired): the per-image noise that
+    both models share cancels, so the error bar is much smaller than either model's own."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired values need two equal-length 1-D arrays, got {a.shape} and {b.shape}")
+    return mean_stderr(a - b)
+
+
+@torch.no_grad()
+def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = 100, chunk_size: int = 100,
+             seed: int = 0, progress: bool = False) -> dict[str, Any]:
+    """The kit's held-out metrics, in fp32, on a fixed (seeded) binarisation of `images`.
+
+    Returns nats (positive NLLs): elbo (mean, negative), nll_iwae (IWAE-k) with its standard
+    error over examples, bits_per_dim, kl per layer, active units per layer.
+    """
+    scores = per_image_scores(model, images, k, batch_size, chunk_size, seed, progress)
+    nll, nll_stderr = mean_stderr(scores["nll_iwae"])
     return {
-        "n_images": len(x_all),
+        "n_images": len(images),
         "k": k,
-        "elbo": torch.cat(elbos).mean().item(),
-        "nll_iwae": nll.mean().item(),
-        "nll_iwae_stderr": (nll.std() / math.sqrt(len(nll))).item() if len(nll) > 1 else float("nan"),
-        "bits_per_dim": bits_per_dim(nll.mean().item()),
-        "kl_per_layer": torch.cat(kls).mean(0).tolist(),
-        "active_units": active_units(model, x_all, batch_size=batch_size),
+        "elbo": scores["elbo"].mean().item(),
+        "nll_iwae": nll,
+        "nll_iwae_stderr": nll_stderr,
+        "bits_per_dim": bits_per_dim(nll),
+        "kl_per_layer": scores["kl"].mean(0).tolist(),
+        "active_units": active_units(model, prepare_heldout(model, images, seed), batch_size=batch_size),
     }
+
+
+IN_USE_MIN_KL = 1.0        # nats: a layer carrying less than this is not "in use"
+IN_USE_ABOVE_FLOOR = 0.5   # nats above the free-bits floor it was trained with
+
+
+def layers_in_use(kl_per_layer: list[float] | Tensor, free_bits_floor: float = 0.0) -> list[bool]:
+    """The kit's one definition of a latent layer in use: its held-out KL is at least 1 nat AND at
+    least 0.5 nats above the free-bits floor it was trained with (the largest floor of the run).
+
+    A layer sitting on the free-bits floor is held there by the training loss, not by the data,
+    so it does not count.
+    """
+    kl = [float(v) for v in (kl_per_layer.tolist() if isinstance(kl_per_layer, Tensor) else kl_per_layer)]
+    if free_bits_floor < 0 or not math.isfinite(free_bits_floor):
+        raise ValueError(f"free_bits_floor must be a finite number >= 0, got {free_bits_floor}")
+    return [v >= IN_USE_MIN_KL and v >= free_bits_floor + IN_USE_ABOVE_FLOOR for v in kl]
 
 
 @torch.no_grad()

@@ -108,7 +108,7 @@ def impute_conditional(model: HVAE, x: Tensor, observed: Tensor, n_samples: int 
 
 @torch.no_grad()
 def missing_log_likelihood(model: Model, x: Tensor, observed: Tensor, k: int = 100, chunk_size: int = 100,
-                           seed: int | None = 0) -> Tensor:
+                           seed: int | None = 0, log_px: Tensor | None = None) -> Tensor:
     """log p(x_missing | x_observed) per image, in nats: (B, 1, 28, 28) -> (B,).
 
     Conditional model: the IWAE-k bound with the mask (its reconstruction term counts only the
@@ -116,7 +116,9 @@ def missing_log_likelihood(model: Model, x: Tensor, observed: Tensor, k: int = 1
     log p(x_observed) (the missing pixels left out of the reconstruction term). That difference
     of two bounds is an estimate, not a bound; both use the same latent samples (the same seed),
     which cancels most of their noise and, for binary pixels, keeps it <= 0 as a probability's
-    log must be. seed=None draws that shared seed from the global RNG.
+    log must be. seed=None draws that shared seed from the global RNG. `log_px` (B,): the IWAE-k
+    log p(x) already computed with the same seed and k (it does not depend on the mask, so a
+    caller scoring many masks computes it once).
     """
     _check(model, x, observed, conditional=None)
     if seed is None:  # still one seed for both bounds below
@@ -127,11 +129,21 @@ def missing_log_likelihood(model: Model, x: Tensor, observed: Tensor, k: int = 1
     if model.config.conditional:
         with seeded(seed, device):
             return iwae_log_likelihood(model, x, k, chunk_size, observed=observed).cpu()
-    with seeded(seed, device):
-        log_px = iwae_log_likelihood(model, x, k, chunk_size)
+    if log_px is None:
+        log_px = full_log_likelihood(model, x, k, chunk_size, seed)
     with seeded(seed, device):
         log_p_observed = iwae_log_likelihood(model, x, k, chunk_size, pixel_mask=observed)
-    return (log_px - log_p_observed).cpu()
+    return log_px.cpu() - log_p_observed.cpu()
+
+
+@torch.no_grad()
+def full_log_likelihood(model: Model, x: Tensor, k: int = 100, chunk_size: int = 100, seed: int = 0) -> Tensor:
+    """IWAE-k log p(x) with the latent samples of `seed`: the first term of the unconditional
+    `missing_log_likelihood`. (B, 1, 28, 28) -> (B,) on the CPU."""
+    device = model_device(model)
+    model.eval()
+    with seeded(seed, device):
+        return iwae_log_likelihood(model, x.to(device), k, chunk_size).cpu()
 
 
 def imputation_scores(models: Mapping[str, Model], x: Tensor, kinds: Sequence[str], k: int = 100,

@@ -30,9 +30,13 @@ class OutputHead(nn.Module):
         if config.ar_layers:
             w = config.ar_width
             self.condition = nn.Conv2d(config.width, w, 1)
-            self.ar_layers.append(MaskedConv2d(1, w, 5, "A"))
+            self.ar_layers.append(MaskedConv2d(1, w, config.ar_kernel, "A"))
             self.ar_layers.extend(MaskedConv2d(w, w, 3, "B") for _ in range(config.ar_layers - 1))
             self.ar_out = nn.Conv2d(w, 1, 1)
+            # Zero-initialised: the head starts as the factorised one, so a model warm-started from
+            # a trained factorised checkpoint begins exactly where that model ended.
+            nn.init.zeros_(self.ar_out.weight)
+            nn.init.zeros_(self.ar_out.bias)
 
     @property
     def autoregressive(self) -> bool:
@@ -86,8 +90,8 @@ class OutputHead(nn.Module):
     def _sample_autoregressive(self, features: Tensor) -> Tensor:
         size = features.shape[-1]
         base = self.to_params(F.leaky_relu(features, LEAK))  # the part that does not read x
-        # Rows above r that can influence row r: 2 from the 5x5 mask-A conv, 1 per 3x3 mask-B conv.
-        reach = 2 + (len(self.ar_layers) - 1)
+        # Rows above r that can influence row r: k // 2 from the k x k mask-A conv, 1 per 3x3 mask-B conv.
+        reach = self.ar_layers[0].kernel_size[0] // 2 + (len(self.ar_layers) - 1)
         x = torch.zeros_like(features[:, :1])
         for row in range(size):
             # Rows top..row only: the masks ignore rows below, and the zero padding above `top`

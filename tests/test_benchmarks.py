@@ -52,3 +52,46 @@ def test_speed_quick_measures_every_column(tmp_path):
                 "iwae_images_per_s", "sampling_images_per_s", "peak_rss_mb_so_far"):
         assert row[key] > 0, key
     assert set(result["what_helps"]["iwae_images_per_s"]) == {"no_grad", "inference_mode"}
+
+
+def test_shipped_quick_scores_every_model_and_pairs_them(tmp_path):
+    import shipped
+    result = shipped.main(["--quick", "--out", str(tmp_path / "shipped.json"), "--cache", str(tmp_path / "cache")])
+    assert set(result["models"]) == {"matryoshka", "matryoshka-ar", "mixture", "mlp-vae"}
+    for name, row in result["models"].items():
+        assert row["nll_iwae"] > 0 and row["nll_iwae_stderr"] > 0 and row["n_images"] == 20
+        assert len(row["in_use"]) == len(row["kl_per_layer"])
+        assert set(row["samples"]) == {"1", "0.8"}
+        assert 0 <= row["samples"]["1"]["confident_fraction"] <= 1
+    assert set(result["paired"]) == {"matryoshka - mlp-vae", "matryoshka-ar - matryoshka", "mixture - matryoshka"}
+    per_digit = json.loads((tmp_path / "per_digit_quick.json").read_text())
+    a, b = per_digit["matryoshka"], per_digit["mlp-vae"]
+    expected = sum(x - y for x, y in zip(a, b)) / len(a)
+    assert result["paired"]["matryoshka - mlp-vae"]["nll_difference"] == pytest.approx(expected)
+    assert 0 <= result["models"]["mixture"]["mixture"]["clustering_accuracy"] <= 1
+    assert result["models"]["matryoshka"]["k_gap"]["k_big"] > result["models"]["matryoshka"]["k_gap"]["k_small"]
+
+
+def test_imputation_quick_scores_every_kind(tmp_path):
+    import imputation
+    from hvae_lite.data import MASK_KINDS
+    result = imputation.main(["--quick", "--out", str(tmp_path / "imputation.json"), "--cache", str(tmp_path / "c"),
+                              "--kinds", "center", "bottom", "--k-check", "center"])
+    assert [row["kind"] for row in result["rows"]] == ["center", "bottom"]
+    for row in result["rows"]:
+        assert row["missing_pixels"] > 0
+        assert row["conditional_log_lik"] < 0 and row["iterative_log_lik"] < 0
+        assert row["conditional_minus_iterative"] == pytest.approx(row["conditional_log_lik"] - row["iterative_log_lik"])
+        for key in ("judge_original", "judge_occluded", "judge_conditional", "judge_iterative"):
+            assert 0 <= row[key] <= 1
+    assert result["k_check"][0]["k_big"] == 10 * result["k_check"][0]["k_small"]
+    assert len(MASK_KINDS) == 7
+
+
+def test_documented_tables_are_the_results_files():
+    """Every number in a generated block of README.md / benchmarks/README.md comes from results/."""
+    import tables
+    for path in tables.DOCUMENTS:
+        text = path.read_text()
+        assert tables.render(text) == text, f"{path}: run `PYTHONPATH=. python benchmarks/tables.py`"
+    assert sum(len(tables.BLOCK.findall(p.read_text())) for p in tables.DOCUMENTS) >= len(tables.TABLES)

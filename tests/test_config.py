@@ -13,12 +13,12 @@ def test_every_preset_is_a_valid_config_and_round_trips(name):
     assert HVAEConfig.from_dict(config.to_dict()) == config
 
 
-def test_default_preset_has_the_authors_shape():
+def test_default_preset_has_the_authors_hierarchy():
     config = get_preset("matryoshka")
     assert config.n_latent_layers == 11 >= 10  # the top vector + 10 latent maps
     assert config.resolutions == [7] * 5 + [14] * 5
-    assert (config.top_latent_dim, config.latent_channels, config.width) == (32, 4, 64)
-    assert get_preset("cpu").n_latent_layers == 11
+    assert (config.top_latent_dim, config.latent_channels, config.width) == (32, 4, 32)
+    assert get_preset("matryoshka-64") == config.replace(width=64)  # the author's width
 
 
 def test_preset_variants_differ_where_named():
@@ -30,17 +30,17 @@ def test_preset_variants_differ_where_named():
 
 
 def test_get_preset_overrides_and_errors():
-    assert get_preset("cpu", width=8).width == 8
-    assert PRESETS["cpu"].width == 32  # overrides never mutate the preset
+    assert get_preset("matryoshka", width=8).width == 8
+    assert PRESETS["matryoshka"].width == 32  # overrides never mutate the preset
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         get_preset("nope")
     with pytest.raises(ValueError, match=r"unknown config fields: \['widht'\]; the fields are \['latent_spec'"):
-        get_preset("cpu", widht=8)  # a typo is an error, not silently ignored
+        get_preset("matryoshka", widht=8)  # a typo is an error, not silently ignored
 
 
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
-        get_preset("cpu").width = 3
+        get_preset("matryoshka").width = 3
 
 
 @pytest.mark.parametrize("spec, expected", [

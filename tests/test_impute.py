@@ -115,3 +115,13 @@ def test_imputation_scores_one_row_per_kind_and_model(trained_tiny, conditional_
     expected = missing_log_likelihood(trained_tiny, x, _mask("bottom", 4), k=2).mean().item()
     assert rows[0]["nats"] == pytest.approx(expected)
     assert rows[0]["nats_per_pixel"] == pytest.approx(expected / (14 * 28))
+
+
+def test_a_precomputed_log_px_gives_the_same_estimate(trained_tiny, digits):
+    from hvae_lite.impute import full_log_likelihood, missing_log_likelihood
+    from hvae_lite.data import occlusion_mask
+    mask = occlusion_mask("bottom", len(digits))
+    direct = missing_log_likelihood(trained_tiny, digits, mask, k=4, seed=3)
+    reused = missing_log_likelihood(trained_tiny, digits, mask, k=4, seed=3,
+                                    log_px=full_log_likelihood(trained_tiny, digits, k=4, seed=3))
+    assert torch.equal(direct, reused)

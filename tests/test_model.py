@@ -146,16 +146,31 @@ def test_fresh_model_heads_and_updates_get_gradients(digits, tiny_model):
 # ----------------------------------------------------------------------------- autoregressive head
 
 
-def _ar_head(size=28, ar_layers=3, seed=0):
+def _ar_head(size=28, ar_layers=3, seed=0, ar_kernel=5):
     torch.manual_seed(seed)
-    model = HVAE(get_preset("tiny", ar_layers=ar_layers))
+    model = HVAE(get_preset("tiny", ar_layers=ar_layers, ar_kernel=ar_kernel))
+    assert not model.head.ar_out.weight.any()  # a new head starts as the factorised one ...
+    torch.nn.init.normal_(model.head.ar_out.weight)  # ... here it reads x, as after training
     features = torch.randn(2, model.config.width, size, size)
     return model.head, features
 
 
+def test_a_new_ar_head_changes_nothing(digits):
+    torch.manual_seed(0)
+    factorised = HVAE(get_preset("tiny"))
+    with_head = HVAE(get_preset("tiny", ar_layers=1, ar_kernel=3))
+    with_head.load_state_dict(factorised.state_dict(), strict=False)
+    torch.manual_seed(1)
+    a = factorised(digits).elbo
+    torch.manual_seed(1)
+    b = with_head(digits).elbo
+    torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("pixel", [(0, 0), (0, 27), (5, 13), (13, 0), (27, 26)])
-def test_ar_logits_are_causal_in_raster_order(pixel):
-    head, features = _ar_head()
+@pytest.mark.parametrize("ar_kernel", [5, 3])
+def test_ar_logits_are_causal_in_raster_order(pixel, ar_kernel):
+    head, features = _ar_head(ar_kernel=ar_kernel)
     torch.manual_seed(1)
     x = torch.bernoulli(torch.full((2, 1, 28, 28), 0.5))
     flipped = x.clone()
@@ -185,10 +200,10 @@ def _naive_ar_sample(head, features):
     return x
 
 
-@pytest.mark.parametrize("ar_layers", [1, 3])
-def test_windowed_ar_sampler_equals_the_naive_one(ar_layers):
+@pytest.mark.parametrize("ar_layers, ar_kernel", [(1, 5), (3, 5), (1, 3), (2, 3)])
+def test_windowed_ar_sampler_equals_the_naive_one(ar_layers, ar_kernel):
     # 12x12 features: the head is convolutional, and the window (5 rows for 3 layers) still slides.
-    head, features = _ar_head(size=12, ar_layers=ar_layers)
+    head, features = _ar_head(size=12, ar_layers=ar_layers, ar_kernel=ar_kernel)
     with torch.no_grad():
         features = features * 3
         torch.manual_seed(5)

@@ -90,3 +90,19 @@ def test_iwae_with_a_pixel_mask_and_bad_k(trained_tiny, digits):
     assert nothing.abs().max() < 5.0
     with pytest.raises(ValueError, match="k must be >= 1"):
         iwae_log_likelihood(trained_tiny, x, k=0)
+
+
+def test_free_bits_anneal_linearly_after_the_start():
+    from hvae_lite.objectives import free_bits_at
+    assert free_bits_at(5.0, 0.5, start_epoch=10, end_epoch=0) == 0.5          # never annealed
+    assert [free_bits_at(e, 0.5, 10, 20) for e in (0, 10, 15, 20, 30)] == [0.5, 0.5, 0.25, 0.0, 0.0]
+
+
+def test_kl_balance_weights_favour_layers_that_carry_little():
+    from hvae_lite.objectives import kl_balance_weights
+    kl = torch.tensor([10.0, 1.0, 1.0])
+    units = torch.tensor([10.0, 10.0, 1.0])
+    w = kl_balance_weights(kl, units)
+    assert w.mean().item() == pytest.approx(1.0)
+    assert w[1] < w[0] and w[1] < w[2]              # least KL per unit: cheapest to use
+    assert not w.requires_grad

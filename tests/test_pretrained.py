@@ -45,6 +45,17 @@ def test_unknown_name_is_refused():
         load_or_train("resnet", fast=True)
 
 
+def test_a_fine_tune_starts_from_its_base(fast_run):
+    base, runs, empty = fast_run
+    tuned = load_or_train("matryoshka-ar", fast=True, progress=False, checkpoint_dir=empty, runs_dir=runs)
+    assert tuned.train_config["init_from"] == str(runs / "fast-matryoshka.pt")
+    assert tuned.config.ar_layers > 0
+    # The shared layers began at the base's weights: after one short epoch they are still close.
+    bottom = "bottom_up.stem.weight"
+    drift = (tuned.evaluation_state()[bottom] - base.evaluation_state()[bottom]).abs().max()
+    assert drift < 0.1
+
+
 @pytest.mark.parametrize("name", CHECKPOINT_NAMES)
 def test_every_fast_recipe_builds_its_kind_of_model(name):
     config = FAST_RECIPES[name].config
@@ -59,7 +70,9 @@ def test_every_fast_recipe_builds_its_kind_of_model(name):
 def test_recipe_command_is_the_cli_training_command():
     command = RECIPES["matryoshka-ar"].command("runs/x.pt")
     assert command[:4] == ["python", "-m", "hvae_lite", "train"]
-    assert command[command.index("--preset") + 1] == "cpu-ar"
+    assert command[command.index("--preset") + 1] == "matryoshka-ar"
+    assert command[command.index("--init-from") + 1] == "runs/checkpoints/matryoshka.pt"
+    assert "--kl-balance" in RECIPES["matryoshka"].command("runs/y.pt")
     assert command[command.index("--epochs") + 1] == str(RECIPES["matryoshka-ar"].train.epochs)
     with pytest.raises(ValueError):
         FAST_RECIPES["matryoshka"].command("runs/x.pt")  # a subset of digits is not a CLI option

@@ -62,7 +62,7 @@ def test_unknown_parameter_is_refused_before_running(tmp_path):
 
 
 def test_check_parameters_knows_the_notebook_parameters():
-    check_parameters({"PRESET": "cpu", "DEPTH": 4, "AR": True, "EPOCHS": 2, "SEED": 1, "USE_CHECKPOINTS": False,
+    check_parameters({"PRESET": "matryoshka", "DEPTH": 4, "AR": True, "EPOCHS": 2, "SEED": 1, "USE_CHECKPOINTS": False,
                       "DATA": "embedded"})
     with pytest.raises(ValueError, match="FAST"):
         check_parameters({"FAST": True})  # fast mode comes from the environment, not a parameter

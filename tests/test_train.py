@@ -7,6 +7,7 @@ import torch
 from hvae_lite.baseline import MLPVAEConfig
 from hvae_lite.checkpoints import load_checkpoint
 from hvae_lite.config import get_preset
+from hvae_lite.data import fixed_binarize
 from hvae_lite.model import HVAE
 from hvae_lite.train import TrainConfig, Trainer, TrainingDiverged, resolve_device
 
@@ -34,9 +35,9 @@ def _assert_same_parameters(a: torch.nn.Module, b: torch.nn.Module):
 
 
 def test_a_deep_model_learns_a_fixed_batch(digits):
-    """An 11-latent-layer model (the cpu preset's hierarchy at width 8) trains end to end."""
+    """An 11-latent-layer model (the default preset's hierarchy at width 8) trains end to end."""
     torch.manual_seed(0)
-    model = HVAE(get_preset("cpu", width=8))
+    model = HVAE(get_preset("matryoshka", width=8))
     assert model.n_latent_layers >= 11
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
@@ -199,3 +200,71 @@ def test_trainer_rejects_bad_data(small_split):
                             small_split.test_labels, "embedded")
     with pytest.raises(ValueError, match=r"train_images must be in \[0, 1\]"):
         _trainer(bad)
+
+
+def test_ema_is_evaluated_saved_and_resumed_exactly(small_split, tmp_path):
+    straight = _trainer(small_split, tmp_path / "straight.pt", epochs=2, ema_decay=0.9)
+    straight.fit()
+    saved = load_checkpoint(tmp_path / "straight.pt")
+    ema_weights = saved.evaluation_state()
+    raw = saved.model_state
+    assert set(ema_weights) == set(raw)
+    assert any(not torch.equal(ema_weights[k], raw[k]) for k in raw)  # the average lags the raw weights
+    _assert_same_parameters(saved.model(), straight.ema.module)        # Checkpoint.model() is the average
+
+    def stop(record):
+        raise KeyboardInterrupt
+
+    Trainer(get_preset("tiny"), _train_config(epochs=2, ema_decay=0.9), small_split,
+            checkpoint_path=tmp_path / "resumed.pt", callback=stop, progress=False).fit()
+    resumed = Trainer.resume(tmp_path / "resumed.pt", small_split, progress=False)
+    assert _numbers(resumed.fit()) == _numbers(straight.history)
+    _assert_same_parameters(resumed.ema.module, straight.ema.module)
+
+
+def test_free_bits_schedule_is_recorded(small_split):
+    history = _trainer(small_split, epochs=3, warmup_epochs=1.0, free_bits=0.5, free_bits_end_epoch=2.0).fit()
+    # The floor holds during warm-up, falls over epoch 2 and is gone in epoch 3.
+    assert [round(r["free_bits"], 3) for r in history] == [0.5, 0.125, 0.0]
+
+
+def test_kl_balance_changes_training_only_during_warm_up(small_split):
+    plain = _trainer(small_split, epochs=1, warmup_epochs=1.0).fit()
+    balanced = _trainer(small_split, epochs=1, warmup_epochs=1.0, kl_balance=True).fit()
+    assert _numbers(plain) != _numbers(balanced)
+    after = [_trainer(small_split, epochs=1, warmup_epochs=0.0, kl_balance=flag).fit() for flag in (False, True)]
+    assert _numbers(after[0]) == _numbers(after[1])  # beta = 1 from the start: no balancing
+
+
+def test_warm_start_copies_matching_weights(small_split, tmp_path):
+    _trainer(small_split, tmp_path / "base.pt").fit()
+    base = load_checkpoint(tmp_path / "base.pt")
+    trainer = _trainer(small_split, config=get_preset("tiny", ar_layers=2), init_from=str(tmp_path / "base.pt"))
+    assert trainer.init_note.startswith("warm start:")
+    state = trainer.model.state_dict()
+    for name, value in base.evaluation_state().items():
+        assert torch.equal(state[name], value), name
+    assert any(name.startswith("head.ar_layers") for name in state)  # the new head keeps its initialisation
+    with pytest.raises(ValueError, match="shares no weights"):
+        _trainer(small_split, config=MLPVAEConfig(hidden=(16,), latent_dim=4), init_from=str(tmp_path / "base.pt"))
+
+
+def test_mixture_is_fitted_to_the_encoder(small_split, tmp_path):
+    _trainer(small_split, tmp_path / "base.pt").fit()
+    trainer = _trainer(small_split, config=get_preset("tiny", top_prior="mixture"), epochs=1,
+                       init_from=str(tmp_path / "base.pt"), mixture_init_epoch=0, ema_decay=0.5)
+    mixture = trainer.model.top.mixture
+    before = mixture.means.detach().clone()
+    from hvae_lite.train import fit_mixture_to_encoder
+    fit_mixture_to_encoder(trainer.model, small_split.train_images, trainer.optimizer)
+    z = trainer.model.encode_top(fixed_binarize(small_split.train_images, 0)).mean
+    assert not torch.equal(before, mixture.means)
+    # Every component owns some digits and the fitted weights are their shares.
+    shares = torch.softmax(mixture.logits.detach(), 0)
+    assert torch.all(shares > 0) and shares.sum().item() == pytest.approx(1.0)
+    nearest = torch.cdist(z, mixture.means.detach()).argmin(1)
+    assert len(nearest.unique()) > 1
+    history = trainer.fit()
+    assert math.isfinite(history[0]["test_elbo"])
+    with pytest.raises(ValueError, match="no mixture prior"):
+        fit_mixture_to_encoder(HVAE(get_preset("tiny")), small_split.train_images, trainer.optimizer)

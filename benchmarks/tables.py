@@ -1,0 +1,249 @@
+"""Markdown tables generated from the results files, written into README.md and benchmarks/README.md.
+
+    PYTHONPATH=. python benchmarks/tables.py          # rewrite every generated block in place
+    PYTHONPATH=. python benchmarks/tables.py --check  # exit 1 if a block differs from the results
+
+A generated block sits between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`; NAME is
+one of TABLES. tests/test_benchmarks.py fails when a block and the results files disagree, so no
+number in the documentation is typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DOCUMENTS = (HERE.parent / "README.md", HERE / "README.md")
+CHECKPOINTS = HERE.parent / "data" / "checkpoints"
+LABELS = {"matryoshka": "Matryoshka (default)", "matryoshka-ar": "+ lightweight AR head", "mixture": "mixture prior",
+          "mlp-vae": "MLP VAE (floor)"}
+
+
+def _load(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _pm(mean: float, se: float, digits: int = 1) -> str:
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def models_table() -> str:
+    shipped = _load("shipped.json")
+    k = shipped["protocol"]["k"]
+    lines = [f"| model | epochs | training (min, 1 core) | held-out ELBO | IWAE-{k} NLL | layers in use | "
+             "confident samples (T = 1.0 / 0.8) | classifier score (T = 1.0) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in shipped["models"].items():
+        samples = row["samples"]
+        lines.append(
+            f"| {LABELS.get(name, name)} | {row['epochs']} | {row['train_seconds_with_base'] / 60:.0f} | "
+            f"{_pm(row['elbo'], row['elbo_stderr'])} | {_pm(row['nll_iwae'], row['nll_iwae_stderr'])} | "
+            f"{sum(row['in_use'])} of {len(row['in_use'])} | {samples['1']['confident_fraction']:.2f} / "
+            f"{samples['0.8']['confident_fraction']:.2f} | {samples['1']['classifier_score']:.2f} |")
+    real = shipped["judge_on_real_heldout"]
+    lines.append(f"| real held-out digits (ceiling) | | | | | | {real['confident_fraction']:.2f} | "
+                 f"{real['classifier_score']:.2f} |")
+    return "\n".join(lines)
+
+
+def paired_table() -> str:
+    shipped = _load("shipped.json")
+    lines = ["| comparison (per digit, same 1,000 digits) | NLL difference (nats) |", "|---|---|"]
+    for pair, row in shipped["paired"].items():
+        lines.append(f"| {pair} | {_pm(row['nll_difference'], row['stderr'], 2)} |")
+    gap = shipped["models"].get("matryoshka", {}).get("k_gap")
+    if gap:
+        lines.append(f"| default: IWAE-{gap['k_big']} - IWAE-{gap['k_small']} (first {gap['n_images']} digits) | "
+                     f"{_pm(*gap['big_minus_small'], 2)} |")
+    return "\n".join(lines)
+
+
+def kl_table() -> str:
+    shipped = _load("shipped.json")
+    rows = {n: r for n, r in shipped["models"].items() if len(r["kl_per_layer"]) > 1}
+    n_layers = max(len(r["kl_per_layer"]) for r in rows.values())
+    lines = ["| model | floor | " + " | ".join(f"z{i}" for i in range(n_layers)) + " |",
+             "|---|---|" + "---|" * n_layers]
+    for name, row in rows.items():
+        cells = [f"**{v:.2f}**" if used else f"{v:.2f}" for v, used in zip(row["kl_per_layer"], row["in_use"])]
+        lines.append(f"| {LABELS.get(name, name)} | {row['free_bits_floor']:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def judge_table() -> str:
+    judge = json.loads((CHECKPOINTS / "judge.json").read_text())["heldout"]
+    return ("| digit judge on the 1,000 held-out digits | grey levels | binarised |\n|---|---|---|\n"
+            f"| accuracy | {judge['accuracy_grey']:.3f} | {judge['accuracy_binarised']:.3f} |\n"
+            f"| confident (p >= 0.9) | {judge['confident_fraction_grey']:.3f} | "
+            f"{judge['confident_fraction_binarised']:.3f} |")
+
+
+def mixture_table() -> str:
+    mixture = _load("shipped.json")["models"]["mixture"]["mixture"]
+    lines = ["| measure | value |", "|---|---|",
+             f"| clustering accuracy (best one-to-one matching, 1,000 held-out digits) | "
+             f"{mixture['clustering_accuracy']:.3f} |",
+             f"| components used (>= 1 % of held-out digits) | {len(mixture['used_components'])} of "
+             f"{mixture['n_components']} |",
+             f"| judge purity of {mixture['samples_per_component']} samples per used component | "
+             f"{_pm(mixture['purity_mean_used'], mixture['purity_stderr_used'], 3)} |",
+             "| judge's class of each component | " + ", ".join(
+                 f"{c['component']}: {c['judge_class']} ({c['purity']:.2f})" for c in mixture["components"]) + " |"]
+    return "\n".join(lines)
+
+
+def imputation_table() -> str:
+    result = _load("imputation.json")
+    k = result["protocol"]["k"]
+    lines = [f"| occlusion | missing pixels | log p(missing given observed): conditional (IWAE-{k} bound) | "
+             "iterative (estimate) | difference (paired) | judge: original / occluded / conditional / iterative |",
+             "|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['kind']} | {row['missing_pixels']:.0f} | {_pm(row['conditional_log_lik'], row['conditional_log_lik_stderr'])} | "
+            f"{_pm(row['iterative_log_lik'], row['iterative_log_lik_stderr'])} | "
+            f"{_pm(row['conditional_minus_iterative'], row['difference_stderr'], 2)} | "
+            f"{row['judge_original']:.3f} / {row['judge_occluded']:.3f} / {row['judge_conditional']:.3f} / "
+            f"{row['judge_iterative']:.3f} |")
+    return "\n".join(lines)
+
+
+def _target_rows() -> list[tuple[str, str, str, bool | None]]:
+    """(measure, target, measured, met) for the targets of the two quality issues."""
+    shipped = _load("shipped.json")
+    models, paired = shipped["models"], shipped["paired"]
+    rows: list[tuple[str, str, str, bool | None]] = []
+    real = shipped["judge_on_real_heldout"]["confident_fraction"]
+    if "matryoshka" in models:
+        m = models["matryoshka"]
+        k = shipped["protocol"]["k"]
+        rows.append((f"default: IWAE-{k} NLL (1,000 held-out digits)", "<= 84 nats",
+                     _pm(m["nll_iwae"], m["nll_iwae_stderr"]), m["nll_iwae"] <= 84))
+        if "matryoshka - mlp-vae" in paired:
+            gain = -paired["matryoshka - mlp-vae"]["nll_difference"]
+            rows.append(("default: paired NLL gain over the converged MLP VAE", ">= 18 nats",
+                         _pm(gain, paired["matryoshka - mlp-vae"]["stderr"]), gain >= 18))
+        samples = m["samples"]["1"]
+        need = min(0.85, 0.95 * real)
+        rows.append(("default: confident prior samples, T = 1.0", f">= {need:.2f} (0.85, or 95 % of real digits' {real:.2f})",
+                     _pm(samples["confident_fraction"], samples["confident_stderr"], 3), samples["confident_fraction"] >= need))
+        low, high = min(samples["class_histogram"]), max(samples["class_histogram"])
+        rows.append(("default: share of each class among samples", "5-15 % each", f"{100 * low:.1f}-{100 * high:.1f} %",
+                     low >= 0.05 and high <= 0.15))
+        rows.append(("default: layers in use", "11 of 11", f"{sum(m['in_use'])} of {len(m['in_use'])}",
+                     all(m["in_use"])))
+    if "matryoshka-ar" in models:
+        ar = models["matryoshka-ar"]
+        if "matryoshka-ar - matryoshka" in paired:
+            gain = -paired["matryoshka-ar - matryoshka"]["nll_difference"]
+            rows.append(("AR model: paired NLL gain over the default", ">= 3 nats",
+                         _pm(gain, paired["matryoshka-ar - matryoshka"]["stderr"], 2), gain >= 3))
+        rows.append(("AR model: layers in use", ">= 6 of 11", f"{sum(ar['in_use'])} of {len(ar['in_use'])}",
+                     sum(ar["in_use"]) >= 6))
+        frac = ar["samples"]["1"]["confident_fraction"]
+        rows.append(("AR model: confident prior samples, T = 1.0", ">= 0.75",
+                     _pm(frac, ar["samples"]["1"]["confident_stderr"], 3), frac >= 0.75))
+    quick = RESULTS / "quick_recipe.json"
+    if quick.is_file():
+        q = json.loads(quick.read_text())
+        rows.append((f"10-minute recipe ({q['minutes']:.0f} min here): confident samples, T = 1.0", ">= 0.6",
+                     _pm(q["confident_fraction"], q["confident_stderr"], 3), q["confident_fraction"] >= 0.6))
+    if "mixture" in models:
+        mix = models["mixture"]["mixture"]
+        rows.append(("mixture: clustering accuracy", ">= 0.85", f"{mix['clustering_accuracy']:.3f}",
+                     mix["clustering_accuracy"] >= 0.85))
+        rows.append(("mixture: judge purity of samples per used component", ">= 0.85",
+                     _pm(mix["purity_mean_used"], mix["purity_stderr_used"], 3), mix["purity_mean_used"] >= 0.85))
+        if "mixture - matryoshka" in paired:
+            cost = paired["mixture - matryoshka"]["nll_difference"]
+            rows.append(("mixture: NLL cost against the default (paired)", "<= 2 nats",
+                         _pm(cost, paired["mixture - matryoshka"]["stderr"], 2), cost <= 2))
+    if (RESULTS / "imputation.json").is_file():
+        imputation = {r["kind"]: r for r in _load("imputation.json")["rows"]}
+        better = [kind for kind, r in imputation.items() if r["conditional_minus_iterative"] > 0]
+        rows.append(("conditional beats iterative on log p(missing | observed)", "every occlusion kind",
+                     f"{len(better)} of {len(imputation)} kinds", len(better) == len(imputation)))
+        for kind, target in (("center", 0.90), ("bottom", 0.80)):
+            if kind in imputation:
+                value = imputation[kind]["judge_conditional"]
+                rows.append((f"judge accuracy on conditional completions, {kind}", f">= {target:.2f}",
+                             f"{value:.3f}", value >= target))
+    return rows
+
+
+def targets_table() -> str:
+    lines = ["| measure | target | measured | met |", "|---|---|---|---|"]
+    for measure, target, measured, met in _target_rows():
+        lines.append(f"| {measure} | {target} | {measured} | {'yes' if met else '**no**'} |")
+    return "\n".join(lines)
+
+
+def quality_table() -> str:
+    """The equal-budget ablations of quality.json (the first landing's 10-epoch recipe)."""
+    quality = _load("quality.json")
+    lines = ["| model | latent layers | params | held-out ELBO | IWAE NLL (first 32 digits) |", "|---|---|---|---|---|"]
+    for r in quality["rows"]:
+        lines.append(f"| {r['variant']} | {len(r['kl_per_layer'])} | {r['parameters'] / 1e6:.2f} M | {r['elbo']:.1f} | "
+                     f"{_pm(r['nll_iwae'], r['nll_iwae_stderr'])} |")
+    return "\n".join(lines)
+
+
+def speed_table() -> str:
+    speed = _load("speed.json")
+    lines = ["| preset | params | GFLOP per training image | train images/s fp32 / bf16 | plain loop fp32 / bf16 | "
+             "kit overhead fp32 / bf16 | achieved GFLOP/s (bf16) | IWAE images/s | samples/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in speed["rows"]:
+        lines.append(
+            f"| {r['preset']} | {r['parameters'] / 1e6:.2f} M | {r['gflop_per_training_image']:.2f} | "
+            f"{r['train_images_per_s_fp32']:.0f} / {r['train_images_per_s_bf16']:.0f} | "
+            f"{r['plain_train_images_per_s_fp32']:.0f} / {r['plain_train_images_per_s_bf16']:.0f} | "
+            f"{100 * r['kit_overhead_fp32']:+.1f} % / {100 * r['kit_overhead_bf16']:+.1f} % | {r['gflop_per_s_bf16']:.0f} | "
+            f"{r['iwae_images_per_s']:.0f} | {r['sampling_images_per_s']:.1f} |")
+    return "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "targets": targets_table, "quality": quality_table, "speed": speed_table,
+    "models": models_table, "paired": paired_table, "kl": kl_table, "judge": judge_table,
+    "mixture": mixture_table, "imputation": imputation_table,
+}
+BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /generated:(?P=name) -->)", re.S)
+
+
+def render(text: str) -> str:
+    """`text` with every generated block replaced by its table from the results files."""
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise ValueError(f"unknown generated block {name!r}; known: {sorted(TABLES)}")
+        return match.group(1) + TABLES[name]() + match.group(4)
+    return BLOCK.sub(replace, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in DOCUMENTS:
+        text = path.read_text()
+        fresh = render(text)
+        if fresh != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(fresh)
+                print(f"rewrote the generated tables of {path}")
+    if args.check and stale:
+        print("stale generated tables in " + ", ".join(map(str, stale)) + ": run benchmarks/tables.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
