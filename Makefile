@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 
 # Notebook runs: the kernel imports this checkout's package; widgets also draw static figures.
 NB_ENV := PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} HVAE_LITE_HEADLESS=1 MPLBACKEND=Agg
-# The notebooks `make notebooks` executes in place (student exercise notebooks stay without outputs).
-NOTEBOOKS ?= $(sort $(wildcard notebooks/*.ipynb))
+# The notebooks `make notebooks` executes in place: the sequence, the report and the exercise
+# solutions (their expected outputs); student exercise notebooks stay without outputs.
+NOTEBOOKS ?= $(sort $(wildcard notebooks/*.ipynb)) $(sort $(wildcard notebooks/exercises/solutions/*.ipynb))
 
 # The tests, in one pytest run: the unit tests, then every notebook under notebooks/ (except the
 # students' copies of the exercises) executed by nbval in fast mode. nbval-lax compares only the

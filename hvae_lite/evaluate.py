@@ -1,4 +1,4 @@
-"""Held-out evaluation: ELBO, IWAE-k NLL, per-layer KL, active units, clustering accuracy."""
+"""Held-out evaluation: ELBO, IWAE-k NLL, per-layer KL, which layers are in use, active units, clustering accuracy."""
 from __future__ import annotations
 
 import math

@@ -1,6 +1,6 @@
 """The Matryoshka hierarchical VAE: bottom-up, top-down and inference-merge streams.
 
-Notation (see MODEL.md): layer 0 is the top latent vector z_0; layers 1..L are latent maps,
+Notation (see docs/model.md): layer 0 is the top latent vector z_0; layers 1..L are latent maps,
 coarse to fine. Bottom-up states b are computed once from x. The top-down state h starts as
 f(z_0) and each layer adds a residual update g_i([h, z_i]) (the deterministic path); the merge
 state m reads [h, b, m] and gives the posterior of each z_i (the inference merge path).

@@ -6,7 +6,7 @@ open, and a notebook displays the returned figure exactly once.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -103,23 +103,20 @@ def training_curves(history: Sequence[dict], title: str = "Training") -> Figure:
     return fig
 
 
-def active_units_bar(active: Sequence[int], units_per_layer: Sequence[int] | None = None,
-                     title: str = "Active units per latent layer") -> Figure:
-    """Bars of the active units of each layer (top vector first), over grey bars of all its units."""
-    active = _numbers(active, "active")
-    if units_per_layer is not None and len(_numbers(units_per_layer, "units_per_layer")) != len(active):
-        raise InputError(f"{len(active)} layers of active units but {len(units_per_layer)} of units_per_layer")
-    fig = Figure(figsize=(6, 2.8))
+def compare_bars(values: Mapping[str, float], errors: Mapping[str, float] | None = None,
+                 ylabel: str = "nats", title: str = "") -> Figure:
+    """One bar per model (e.g. its IWAE NLL), in the order given, with +-1 standard-error whiskers
+    for the models that have one in `errors`."""
+    if not values:
+        raise InputError("nothing to plot: values is empty")
+    names = list(values)
+    fig = Figure(figsize=(max(4.0, 0.9 * len(names) + 1.5), 3.0))
     ax = fig.subplots()
-    positions = range(len(active))
-    if units_per_layer is not None:
-        ax.bar(positions, units_per_layer, color="lightgrey", label="all units")
-    ax.bar(positions, active, color="tab:green", label="active")
-    ax.set_xticks(positions, _layer_names(len(active)), rotation=45, fontsize=8)
-    ax.set_ylabel("units")
-    ax.set_yscale("symlog", linthresh=10)  # a 32-unit top vector beside 196-unit maps
+    whiskers = [(errors or {}).get(name, 0.0) for name in names]
+    ax.bar(range(len(names)), [values[n] for n in names], yerr=whiskers, capsize=4, color="tab:blue")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -19,11 +19,13 @@ from hvae_lite.evaluate import clustering_accuracy as kit_clustering_accuracy
 from hvae_lite.exercises import CHECKERS, CheckResult
 from hvae_lite.exercises import reference as ref
 from hvae_lite.exercises.__main__ import main
+from hvae_lite.exercises.demos import merge_step_in, recipe_challenge, train_with_kl_term
 from hvae_lite.exercises.notebooks import (BEGIN, END, SOLUTIONS_DIR, STUB, STUDENT_DIR, clear_solutions,
                                            solution_paths, stale_notebooks, strip_markers, student_notebook)
 from hvae_lite.impute import impute_iterative
 from hvae_lite.model import HVAE
-from hvae_lite.objectives import iwae_log_likelihood
+from hvae_lite.objectives import iwae_log_likelihood, training_loss
+from hvae_lite.train import TrainConfig, Trainer
 
 
 # --- typical wrong answers, written as a student would, with the words the feedback must contain ---
@@ -104,6 +106,14 @@ WRONG_ANSWERS = {
         (_imputation_with(lambda probs: (probs > 0.5).float()), "do not follow the model's probabilities"),
         (lambda model, x, observed: (1 - observed) * x + observed * torch.bernoulli(torch.sigmoid(model(x).params)),
          "changed observed pixels"),  # the mask the wrong way round
+    ],
+    "free_bits_kl": [
+        (lambda kl, floor: kl.clamp(min=floor).mean(0), "average first, then max"),
+        (lambda kl, floor: kl.mean(0), "left out the floor"),
+        (lambda kl, floor: kl.mean(0).clamp(max=floor), "capped the KL"),
+        (lambda kl, floor: torch.clamp(kl.mean(0), min=floor).sum(), "expected (n_layers,)"),
+        (lambda kl, floor: torch.clamp(kl.mean(0), min=floor).detach(), "no gradient flows"),
+        (lambda kl, floor: torch.maximum(kl.mean(0), torch.tensor(floor)).numpy(), "should be a torch tensor"),
     ],
 }
 
@@ -277,10 +287,15 @@ def _solutions():
     return {path.name: nbformat.read(path, as_version=4) for path in solution_paths()}
 
 
-def _answer_cells(notebook):
-    """{function name: cell source} for the cells holding an answer."""
-    return {re.search(r"^def (\w+)", cell.source, re.M).group(1): cell.source
-            for cell in notebook.cells if cell.cell_type == "code" and BEGIN in cell.source}
+# Open exercises: the student's function is judged by what it achieves, not against a reference.
+OPEN_EXERCISES = {"my_recipe": "recipe_challenge"}
+
+
+def _answer_cells(notebook, open_exercises=False):
+    """{function name: cell source} for the cells holding an answer (the checked ones, or the open ones)."""
+    cells = {re.search(r"^def (\w+)", cell.source, re.M).group(1): cell.source
+             for cell in notebook.cells if cell.cell_type == "code" and BEGIN in cell.source}
+    return {name: source for name, source in cells.items() if (name in OPEN_EXERCISES) == open_exercises}
 
 
 def test_committed_student_notebooks_are_up_to_date():
@@ -292,20 +307,26 @@ def test_solution_answers_are_the_package_references():
     answers = {}
     for notebook in _solutions().values():
         answers.update(_answer_cells(notebook))
+        assert set(_answer_cells(notebook, open_exercises=True)) <= set(OPEN_EXERCISES)
     assert set(answers) == set(CHECKERS)
     for name, source in answers.items():
         assert strip_markers(source) == inspect.getsource(getattr(ref, name)).rstrip("\n"), name
 
 
-def test_every_answer_is_followed_by_its_check_and_notebooks_have_no_outputs():
+def test_every_answer_is_followed_by_its_check_and_only_solutions_carry_outputs():
     for name, notebook in _solutions().items():
         sources = [cell.source for cell in notebook.cells]
         for function in _answer_cells(notebook):
             assert f"{CHECKERS[function].__name__}({function});" in sources, (name, function)
+        for function in _answer_cells(notebook, open_exercises=True):
+            assert any(s.startswith(f"{OPEN_EXERCISES[function]}({function}") for s in sources), (name, function)
         parameters = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(parameters) == 1 and "HVAE_LITE_FAST" in parameters[0].source, name
+        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        assert all(cell.get("execution_count") for cell in code), f"{name}: execute the solution notebook (expected outputs)"
+        assert not [o for c in code for o in c.outputs if o.output_type == "error"], name
         student = nbformat.read(STUDENT_DIR / name, as_version=4)
-        for cell in notebook.cells + student.cells:
+        for cell in student.cells:
             assert not cell.get("outputs") and cell.get("execution_count") is None, name
 
 
@@ -318,6 +339,12 @@ def test_student_stubs_fail_their_checks():
             namespace = {}
             exec(stub, namespace)  # noqa: S102 - our own generated notebook
             result = CHECKERS[function](namespace[function], quiet=True)
+            assert not result.passed and "not implemented yet" in result.message
+        for function, source in _answer_cells(_solutions()[name], open_exercises=True).items():
+            stub = student.cells[[c.source for c in _solutions()[name].cells].index(source)].source
+            namespace = {}
+            exec(stub, namespace)  # noqa: S102 - our own generated notebook
+            result = recipe_challenge(namespace[function], quiet=True)  # stops before any training
             assert not result.passed and "not implemented yet" in result.message
 
 
@@ -337,7 +364,8 @@ def test_notebooks_run_through_their_checks(folder, verdict, tmp_path, monkeypat
     monkeypatch.setenv("PYTHONPATH", str(SOLUTIONS_DIR.parents[2]))
     NotebookClient(combined, timeout=120, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    reports = [out.text for cell in combined.cells for out in cell.get("outputs", []) if "text" in out]
+    reports = [out.text for cell in combined.cells if cell.source.startswith("check_")
+               for out in cell.get("outputs", []) if "text" in out]  # demonstrations print too
     assert len(reports) == n_answers == len(CHECKERS)
     assert all(text.startswith(verdict) for text in reports), reports
     if folder == STUDENT_DIR:
@@ -369,3 +397,68 @@ def test_student_notebook_copy_drops_outputs():
     cell = student_notebook(notebook).cells[0]
     assert (cell.source, cell.outputs, cell.execution_count) == (STUB, [], None)
     assert notebook.cells[0].outputs  # the solution itself is not modified
+
+
+def test_free_bits_kl_is_the_kit_training_loss(trained_tiny, digits):
+    out = trained_tiny(digits)
+    for floor in (0.0, 0.5, 3.0):
+        ours = out.recon.mean() + ref.free_bits_kl(out.kl, floor).sum()
+        assert torch.allclose(ours, training_loss(out, beta=1.0, free_bits=floor))
+
+
+# --- exercises that put the student's function to work ---
+
+def test_merge_step_in_runs_the_students_merge_inside_the_model(trained_tiny, digits):
+    torch.manual_seed(4)
+    kit = trained_tiny(digits).elbo
+    with merge_step_in(trained_tiny, ref.merge_step):
+        torch.manual_seed(4)
+        assert torch.allclose(trained_tiny(digits).elbo, kit, atol=1e-4)  # the reference answer is the model's own step
+    blind = lambda h, b, m, r, head: ref.merge_step(h, torch.zeros_like(b), m, r, head)  # noqa: E731
+    with merge_step_in(trained_tiny, blind):
+        torch.manual_seed(4)
+        assert not torch.allclose(trained_tiny(digits).elbo, kit, atol=1e-2)
+    torch.manual_seed(4)
+    assert torch.allclose(trained_tiny(digits).elbo, kit)  # restored on exit
+    with pytest.raises(ValueError, match="inference merge"):
+        with merge_step_in(HVAE(get_preset("tiny", inference_merge=False)), ref.merge_step):
+            pass
+
+
+def test_train_with_kl_term_trains_exactly_like_the_kit_with_the_reference(small_split):
+    recipe = TrainConfig(epochs=1, batch_size=50, warmup_epochs=0.5, free_bits=0.5, seed=0)
+    theirs = train_with_kl_term(ref.free_bits_kl, recipe, small_split).history[-1]
+    kit = Trainer(get_preset("tiny"), recipe, small_split, progress=False)
+    kit.fit()
+    assert theirs["test_elbo"] == pytest.approx(kit.history[-1]["test_elbo"], abs=1e-4)
+    floorless = train_with_kl_term(lambda kl, floor: kl.mean(0), recipe, small_split).history[-1]
+    assert floorless["test_elbo"] != pytest.approx(theirs["test_elbo"], abs=1e-4)  # the student's term is what trains
+
+
+@pytest.mark.parametrize("changes, words", [({"lr": 5e-3, "epochs": 9}, "fixed budget"), ({"learning_rate": 1.0}, "not TrainConfig fields"),
+                                            ([("lr", 1.0)], "as a dict")])
+def test_recipe_challenge_refuses_changes_outside_the_rules(changes, words, small_split):
+    result = recipe_challenge(changes, data=small_split, quiet=True)
+    assert not result.passed and words in result.message
+
+
+def test_recipe_challenge_reports_the_gain_and_a_failed_training(small_split):
+    strict = recipe_challenge({"lr": 5e-3}, min_gain=1e9, data=small_split, quiet=True)
+    assert not strict.passed and "Not enough yet" in strict.message and "held-out ELBO" in strict.message
+    def not_yet():
+        raise NotImplementedError()
+    assert "not implemented yet" in recipe_challenge(not_yet, data=small_split, quiet=True).message
+    broken = recipe_challenge(lambda: {"batch_size": 0}, data=small_split, quiet=True)
+    assert not broken.passed and "failed" in broken.message
+
+
+def test_ready_runs_a_demonstration_only_for_a_passing_answer(capsys):
+    from hvae_lite.exercises import check_iwae_bound
+    from hvae_lite.exercises.demos import ready
+
+    assert ready(check_iwae_bound, ref.iwae_bound) and capsys.readouterr().out == ""
+
+    def iwae_bound(log_weights):
+        raise NotImplementedError()
+    assert not ready(check_iwae_bound, iwae_bound)
+    assert "Skipped: this uses your `iwae_bound`" in capsys.readouterr().out

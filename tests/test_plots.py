@@ -36,10 +36,15 @@ def test_training_curves_plots_each_epoch_and_layer():
         plots.training_curves([])
 
 
-def test_active_units_bar_heights():
-    fig = plots.active_units_bar([5, 0, 12], units_per_layer=[32, 196, 196])
-    heights = [p.get_height() for p in fig.axes[0].patches]
-    assert heights == [32, 196, 196, 5, 0, 12]
+def test_compare_bars_heights_order_and_whiskers():
+    fig = plots.compare_bars({"mlp": 110.0, "deep": 90.0, "deep+ar": 88.0}, {"mlp": 1.0, "deep": 0.5}, title="NLL")
+    ax = fig.axes[0]
+    assert [p.get_height() for p in ax.patches] == [110.0, 90.0, 88.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mlp", "deep", "deep+ar"]
+    whiskers = ax.containers[0].lines[2][0].get_segments()  # one per bar, from value - err to value + err
+    assert [round(float(w[1][1] - w[0][1]), 6) for w in whiskers] == [2.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="empty"):
+        plots.compare_bars({})
 
 
 def test_layer_resample_grid_layout():

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hvae_lite.report import REPO_ROOT, check_parameters, export_html, parse_value
+from hvae_lite.report import REPO_ROOT, REPORT_NOTEBOOK, check_parameters, export_html, parse_value, render_math
 
 # A tag that makes a browser fetch something from the web: script src, link href, img src, CSS imports.
 EXTERNAL = re.compile(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*[\"']?(https?:)?//"
@@ -87,3 +87,24 @@ def test_export_html_is_offline_even_with_maths_and_widgets(tmp_path):
     assert f"data:image/png;base64,{png}" in html
     assert "ELBO" in html
     assert not EXTERNAL.search(html), EXTERNAL.search(html).group(0)
+
+
+def test_render_math_turns_formulas_into_mathml_and_leaves_code_and_prices_alone():
+    text = ("Inline $\\mathrm{KL}(q \\| p)$ and\n$$h_i = h_{i-1} + g_i([h_{i-1}, z_i])$$\n"
+            "code `x = $a$` and prices $5 and $6.")
+    rendered = render_math(text)
+    assert rendered.count("<math") == 2 and 'display="block"' in rendered
+    assert '<mi mathvariant="normal">K</mi>' in rendered and "<msub><mi>h</mi><mi>i</mi></msub>" in rendered
+    assert "`x = $a$`" in rendered and "prices $5 and $6." in rendered
+    assert "\\mathrm" not in rendered and "$$" not in rendered
+    with pytest.raises(ValueError, match="cannot render the formula"):
+        render_math("$\\frac{1}{$ and $x^{$")
+
+
+def test_the_report_html_shows_typeset_formulas_not_latex_source(tmp_path):
+    """Every formula of the report notebook (markdown and Markdown outputs) arrives as MathML."""
+    html = export_html(REPORT_NOTEBOOK, tmp_path / "report.html").read_text(encoding="utf-8")
+    n_formulas = sum(cell.source.count("$") for cell in nbformat.read(REPORT_NOTEBOOK, as_version=4).cells
+                     if cell.cell_type == "markdown") // 2
+    assert n_formulas > 0 and html.count("<math") >= n_formulas
+    assert not re.search(r"\$[^$<>\n]*\\(mathrm|log|mid|sum|frac)", html)  # no LaTeX source left over

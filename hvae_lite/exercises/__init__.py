@@ -5,9 +5,9 @@ Each checker prints and returns a `CheckResult(exercise, passed, message)` and n
 Reference answers are in `hvae_lite.exercises.reference`; `python -m hvae_lite.exercises generate`
 builds the student notebooks from the solution notebooks.
 """
-from .checks import (check_bernoulli_elbo, check_causal_mask, check_clustering_accuracy, check_gaussian_kl,
-                     check_imputation_step, check_iwae_bound, check_merge_step, check_reparameterize,
-                     check_top_down_update)
+from .checks import (check_bernoulli_elbo, check_causal_mask, check_clustering_accuracy, check_free_bits_kl,
+                     check_gaussian_kl, check_imputation_step, check_iwae_bound, check_merge_step,
+                     check_reparameterize, check_top_down_update)
 from .feedback import CheckResult
 
 # exercise (the function a student writes) -> its checker
@@ -21,6 +21,7 @@ CHECKERS = {
     "merge_step": check_merge_step,
     "clustering_accuracy": check_clustering_accuracy,
     "imputation_step": check_imputation_step,
+    "free_bits_kl": check_free_bits_kl,
 }
 
 __all__ = ["CHECKERS", "CheckResult", *(checker.__name__ for checker in CHECKERS.values())]

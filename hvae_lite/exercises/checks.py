@@ -373,3 +373,35 @@ def _check_imputation_basics(student_fn: Callable, model: nn.Module, x: Tensor, 
     if torch.equal(fill, x[missing]):
         raise Mistake(f"for {case}, your missing pixels did not change: replace them with a draw from p(x | z).")
     return got
+
+
+@checker("free bits", "correct: each layer is charged max(its batch-mean KL, the floor); below the floor its "
+                      "KL gets no gradient, so nothing pushes the layer to switch off.")
+def check_free_bits_kl(student_fn: Callable) -> None:
+    cases = {
+        "a batch of 4 and 5 layers, some below the floor": (torch.rand(4, 5) * 2, 0.5),
+        "a batch of one": (torch.tensor([[0.1, 3.0, 0.4]]), 0.5),
+        "floor 0 (no free bits: the plain batch-mean KL)": (torch.rand(3, 4) * 2, 0.0),
+        "one image below the floor in a layer whose mean is above it": (torch.tensor([[0.0, 0.2], [2.0, 0.2]]), 0.5),
+    }
+    for case, (kl, floor) in cases.items():
+        got = call(student_fn, kl, floor, case=f"{case} (floor {floor})")
+        expect_close(got, ref.free_bits_kl(kl, floor), f"{case} (kl {fmt_shape(kl.shape)}, floor {floor})",
+                     what="your KL term", shape_name="(n_layers,)",
+                     shape_hint="Average over the batch (dim 0) and keep one number per layer.", diagnoses=[
+            Diagnosis(kl.clamp(min=floor).mean(0), "you applied the floor to each image, then averaged; free bits "
+                                                   "floor the batch-mean KL of each layer (average first, then max)."),
+            Diagnosis(kl.mean(0), "you left out the floor: charge max(mean KL, floor)."),
+            Diagnosis(kl.mean(0).clamp(max=floor), "you capped the KL at the floor (min) instead of flooring it (max)."),
+            Diagnosis(kl.mean(0) - floor, "you subtracted the floor; free bits charge max(mean KL, floor)."),
+        ])
+    kl = torch.tensor([[0.2, 3.0], [0.4, 1.0]], requires_grad=True)  # layer 0 below a 0.5 floor, layer 1 above
+    got = call(student_fn, kl, 0.5, case="a KL that needs gradients")
+    if not isinstance(got, Tensor) or not got.requires_grad:
+        as_tensor(got, "your KL term", "a KL that needs gradients")  # None or not a tensor: say so first
+        raise Mistake("no gradient flows through your KL term: compute it with torch operations on `kl` (no .item(), "
+                      "no .detach()).")
+    got.sum().backward()
+    if not torch.allclose(kl.grad, torch.tensor([[0.0, 0.5], [0.0, 0.5]])):
+        raise Mistake(f"the gradient is wrong: a layer below the floor should get none, a layer above it 1/B per image; "
+                      f"got {kl.grad.tolist()}.")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 __all__ = ["reparameterize", "gaussian_kl", "bernoulli_elbo", "iwae_bound", "causal_mask",
-           "top_down_update", "merge_step", "clustering_accuracy", "imputation_step"]
+           "top_down_update", "merge_step", "clustering_accuracy", "imputation_step", "free_bits_kl"]
 
 
 def reparameterize(mean, logvar, eps):
@@ -88,3 +88,8 @@ def imputation_step(model, x, observed):
         probs = torch.sigmoid(model(x).params)
     draw = torch.bernoulli(probs)
     return observed * x + (1 - observed) * draw
+
+
+def free_bits_kl(kl, floor):
+    """The KL each layer is charged under free bits: max(batch-mean KL, floor). kl: (B, n_layers) -> (n_layers,)."""
+    return torch.clamp(kl.mean(0), min=floor)

@@ -1,0 +1,148 @@
+"""Exercises that matter: a student's function put to work in a trained model or a short training run.
+
+- `merge_step_in(model, merge_step)`: inside the block, every latent layer's merge update runs the
+  student's `merge_step` (exercise 2.2), so reconstructions and the ELBO show what it does.
+- `train_with_kl_term(kl_term, ...)`: the kit's Trainer, with the student's free-bits KL term
+  (exercise 4.1) in place of the kit's.
+- `recipe_challenge(changes)`: the open exercise 4.2: does a change of the training recipe lift the
+  held-out ELBO of a small model by at least `min_gain` nats at the same budget?
+- `ready(check, fn)`: a demonstration runs only once the student's function passes its check, so
+  a notebook still runs from top to bottom while answers are unfinished.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..checkpoints import ModelConfig
+from ..config import get_preset
+from ..data import DataSplit, load_embedded_mnist
+from ..evaluate import heldout_elbo
+from ..model import HVAE
+from ..train import TrainConfig, Trainer
+from .feedback import CheckResult, Mistake, call
+
+
+class _StudentMerge(nn.Module):
+    """Stands in for a layer's merge branch r_i: the model computes m + self([h, b, m]), so this
+    returns the student's m_i minus m (the model adds m back)."""
+
+    def __init__(self, branch: nn.Module, head: nn.Module, merge_step: Callable):
+        super().__init__()
+        self.branch, self.head, self.merge_step = branch, head, merge_step
+
+    def forward(self, stacked: Tensor) -> Tensor:  # (B, 3W, r, r) -> (B, W, r, r)
+        h, b, m = stacked.chunk(3, dim=1)
+        m_new, _, _ = self.merge_step(h, b, m, self.branch, self.head)
+        return m_new - m
+
+
+@contextlib.contextmanager
+def merge_step_in(model: HVAE, merge_step: Callable) -> Iterator[HVAE]:
+    """Inside the block, each latent layer of `model` updates its merge state with
+    `merge_step(h, b, m, r, head) -> (m_new, mean, logvar)`; the trained weights r and head are the
+    model's own. The original merge branches are restored on exit, even after an error."""
+    if not isinstance(model, HVAE) or not model.config.inference_merge:
+        raise ValueError("merge_step_in needs an HVAE with the inference merge path (inference_merge=True)")
+    if not callable(merge_step):
+        raise TypeError("pass your merge_step function itself")
+    originals = [layer.merge for layer in model.layers]
+    try:
+        for layer, branch in zip(model.layers, originals):
+            layer.merge = _StudentMerge(branch, layer.posterior_head, merge_step)
+        yield model
+    finally:
+        for layer, branch in zip(model.layers, originals):
+            layer.merge = branch
+
+
+class _StudentKLTrainer(Trainer):
+    """The kit's Trainer with the KL part of the loss computed by a student's function."""
+
+    def __init__(self, kl_term: Callable, *args: Any, **kwargs: Any):
+        self.kl_term = kl_term
+        super().__init__(*args, **kwargs)
+
+    def _loss(self, x: Tensor, observed: Tensor | None, beta: float, free_bits: float):
+        out = self.model(x, observed)
+        loss = out.recon.mean() + beta * self.kl_term(out.kl, free_bits).sum()
+        return loss, out.elbo.detach(), out.kl.detach()
+
+
+def small_data(n_train: int = 1000, n_test: int = 200) -> DataSplit:
+    """The first digits of the embedded split: a training run of seconds on a laptop CPU."""
+    return load_embedded_mnist(seed=0).subset(n_train, n_test)
+
+
+def train_with_kl_term(kl_term: Callable, train_config: TrainConfig, data: DataSplit,
+                       config: ModelConfig | None = None) -> Trainer:
+    """Train `config` (default: the tiny preset) with loss = recon + beta * kl_term(kl, floor).sum(),
+    kl (B, n_layers) and floor = train_config.free_bits; returns the fitted Trainer."""
+    trainer = _StudentKLTrainer(kl_term, config or get_preset("tiny"), train_config, data, progress=False)
+    trainer.fit()
+    return trainer
+
+
+# The open exercise: the budget (epochs, data, seed, model) is fixed; the rest of the recipe is the student's.
+CHALLENGE_BASELINE = TrainConfig(epochs=2, batch_size=100, lr=2e-3, warmup_epochs=1.0, seed=0)
+_FIXED = ("epochs", "seed", "device", "eval_seed", "init_from", "mixture_init_epoch")
+
+
+def recipe_challenge(changes: Mapping[str, Any] | Callable[[], Mapping[str, Any]], min_gain: float = 5.0,
+                     data: DataSplit | None = None, quiet: bool = False) -> CheckResult:
+    """Train the tiny model with CHALLENGE_BASELINE and with `changes` applied to it (TrainConfig
+    fields, e.g. {"lr": 5e-3}, or a function returning them); passes when the held-out ELBO rises
+    by at least `min_gain` nats. Prints and returns a CheckResult; never raises for a bad recipe."""
+    exercise = f"a recipe that lifts the held-out ELBO by {min_gain:g} nats"
+    data = data or small_data()
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    if callable(changes):
+        try:
+            changes = call(changes, case="your recipe function")
+        except Mistake as mistake:
+            changes = str(mistake)
+    if isinstance(changes, str):  # the student's function did not give a recipe
+        result = CheckResult(exercise, False, changes)
+    elif not isinstance(changes, Mapping):
+        result = CheckResult(exercise, False, "give your changes as a dict, e.g. {'lr': 5e-3}.")
+    elif unknown := sorted(set(changes) - known):
+        result = CheckResult(exercise, False, f"{unknown} are not TrainConfig fields; choose from {sorted(known - set(_FIXED))}.")
+    elif fixed := sorted(set(changes) & set(_FIXED)):
+        result = CheckResult(exercise, False, f"{fixed} are part of the fixed budget: change how the model trains, "
+                                              "not how long or on what.")
+    else:
+        try:
+            baseline, yours = (_heldout_after(dataclasses.replace(CHALLENGE_BASELINE, **c), data) for c in ({}, changes))
+        except Exception as error:  # noqa: BLE001 - a bad recipe is feedback, not a crash
+            result = CheckResult(exercise, False, f"training with your recipe failed ({type(error).__name__}: {error}).")
+        else:
+            gain = yours - baseline
+            message = (f"held-out ELBO {baseline:.1f} -> {yours:.1f} nats ({gain:+.1f}) on {len(data.test_images)} "
+                       f"digits with {dict(changes)}.")
+            result = CheckResult(exercise, gain >= min_gain,
+                                 message if gain >= min_gain else message + " Not enough yet: try another change.")
+    if not quiet:
+        print(result)
+    return result
+
+
+def _heldout_after(train_config: TrainConfig, data: DataSplit) -> float:
+    trainer = Trainer(get_preset("tiny"), train_config, data, progress=False)
+    trainer.fit()
+    elbo, _ = heldout_elbo(trainer.eval_model, data.test_images)
+    return elbo
+
+
+def ready(check: Callable[..., CheckResult], student_fn: Callable) -> bool:
+    """Whether `student_fn` passes `check` (run quietly). If not, print why the demonstration that
+    uses it is skipped: a demonstration cell runs `if ready(...)` and never fails on an unfinished answer."""
+    result = check(student_fn, quiet=True)
+    if not result.passed:
+        name = getattr(student_fn, "__name__", "function")
+        print(f"Skipped: this uses your `{name}`, which does not pass its check yet ({result.message})")
+    return result.passed

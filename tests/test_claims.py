@@ -1,0 +1,82 @@
+"""Claims checked by the run: raise in full mode, a visible note in fast mode; results read by name."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hvae_lite.claims import MEASURES, RESULT_FILES, ClaimError, claim, clearly_less, markdown, measured, read_results, result
+
+
+def test_a_claim_that_holds_is_printed_as_checked(capsys):
+    claim(72.0 < 94.5, "the AR model's reconstruction term is higher", value="94.5 vs 72.0", fast=False)
+    assert capsys.readouterr().out == "[checked] the AR model's reconstruction term is higher (measured: 94.5 vs 72.0)\n"
+
+
+def test_a_claim_that_no_longer_holds_stops_a_full_run_with_the_sentence_and_the_value():
+    with pytest.raises(ClaimError, match=r"'z0 carries the most'.*measured: \[1.5, 7.25\].*rewrite the sentence"):
+        claim(False, "z0 carries the most", value=[1.5, 7.25], fast=False)
+
+
+def test_fast_mode_never_raises_and_says_the_claim_was_not_checked(capsys, monkeypatch):
+    monkeypatch.setenv("HVAE_LITE_FAST", "1")
+    claim(np.bool_(False), "most samples are digits", value=0.123456)
+    assert capsys.readouterr().out == "[not checked in fast mode: tiny models] most samples are digits (measured: 0.1235)\n"
+    monkeypatch.setenv("HVAE_LITE_FAST", "0")
+    with pytest.raises(ClaimError):
+        claim(torch.tensor(False), "most samples are digits")
+
+
+@pytest.mark.parametrize("condition, statement", [(torch.tensor([True, False]), "ok"), (True, ""), (True, None)])
+def test_claim_rejects_an_ambiguous_condition_or_a_missing_sentence(condition, statement):
+    with pytest.raises(ValueError):
+        claim(condition, statement, fast=False)
+
+
+def test_markdown_dedents_formatted_text():
+    rendered = markdown("""
+        The ELBO is **-90.3 nats**.
+          - indented item
+        """)
+    assert rendered._repr_markdown_() == "The ELBO is **-90.3 nats**.\n  - indented item"
+    with pytest.raises(TypeError):
+        markdown(3.0)
+
+
+def test_clearly_less_uses_the_standard_error_of_the_difference():
+    assert clearly_less(100.0, 103.0, stderr=1.0)
+    assert not clearly_less(100.0, 101.5, stderr=1.0)  # within two standard errors: not clearly lower
+    assert not clearly_less(103.0, 100.0, stderr=0.1)
+    with pytest.raises(ValueError):
+        clearly_less(1.0, float("nan"), 1.0)
+
+
+def test_result_reads_keys_indices_and_rows_and_defaults_when_missing(tmp_path):
+    (tmp_path / "quality.json").write_text(json.dumps({"iwae": {"k": 500}, "rows": [
+        {"variant": "mlp-vae", "nll_iwae": 110.0}, {"variant": "matryoshka", "nll_iwae": 90.0}]}))
+    assert result("quality", "iwae", "k", results_dir=tmp_path) == 500
+    assert result("quality", "rows", {"variant": "matryoshka"}, "nll_iwae", results_dir=tmp_path) == 90.0
+    assert result("quality", "rows", -1, "variant", results_dir=tmp_path) == "matryoshka"
+    assert result("quality", "rows", {"variant": "absent"}, "nll_iwae", default="n/a", results_dir=tmp_path) == "n/a"
+    assert result("quality", "rows", 5, results_dir=tmp_path) is None
+    assert result("clustering", "accuracy", default=0, results_dir=tmp_path) == 0  # file not written yet
+    assert read_results("imputation", results_dir=tmp_path) is None
+    with pytest.raises(ValueError, match="unknown result"):
+        read_results("qualty", results_dir=tmp_path)
+    (tmp_path / "speed.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_results("speed", results_dir=tmp_path)
+
+
+def test_the_committed_results_files_are_valid_json():
+    assert isinstance(read_results("quality"), dict)
+
+
+def test_measures_name_known_files_and_read_as_none_until_measured(tmp_path):
+    assert all(path[0] in RESULT_FILES for path in MEASURES.values())
+    (tmp_path / "quality.json").write_text(json.dumps({"rows": [{"variant": "no-td-path", "elbo": -120.0}]}))
+    assert measured("naive_stack", results_dir=tmp_path) == {"variant": "no-td-path", "elbo": -120.0}
+    assert measured("judge_samples", results_dir=tmp_path) is None
+    assert measured("matryoshka", default={}, results_dir=tmp_path) == {}
+    with pytest.raises(ValueError, match="unknown measure"):
+        measured("naive", results_dir=tmp_path)
