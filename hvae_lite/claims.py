@@ -33,9 +33,8 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 RESULT_FILES = {
     "quality": "quality.json",          # held-out ELBO / IWAE of each variant at equal budget
     "speed": "speed.json",              # images/s, GFLOP/s
-    "checkpoints": "checkpoints.json",  # the shipped checkpoints on the full protocol
+    "shipped": "shipped.json",          # the shipped checkpoints on the full protocol (benchmarks/shipped.py)
     "imputation": "imputation.json",    # both imputation routes on every occlusion kind
-    "clustering": "clustering.json",    # the mixture model's class structure
 }
 
 
@@ -53,11 +52,13 @@ MEASURES: dict[str, tuple[Any, ...]] = {
     "matryoshka": ("quality", "rows", {"variant": "matryoshka"}),
     "matryoshka_ar": ("quality", "rows", {"variant": "matryoshka-ar"}),
     # the shipped checkpoints on the full protocol, with the digit judge (a classifier)
-    "judge_samples": ("checkpoints", "models", {"name": "matryoshka"}, "judge"),
-    "judge_samples_ar": ("checkpoints", "models", {"name": "matryoshka-ar"}, "judge"),
-    "judge_real_digits": ("checkpoints", "real_digits", "judge"),
-    # class structure and imputation (their own benchmarks)
-    "clustering": ("clustering", "mixture"),
+    "judge_samples": ("shipped", "models", "matryoshka", "samples", "1"),
+    "judge_samples_ar": ("shipped", "models", "matryoshka-ar", "samples", "1"),
+    "judge_real_digits": ("shipped", "judge_on_real_heldout"),
+    "shipped_default": ("shipped", "models", "matryoshka"),
+    "deep_vs_converged_shallow": ("shipped", "paired", "matryoshka - mlp-vae"),
+    # class structure and imputation
+    "clustering": ("shipped", "models", "mixture", "mixture"),
     "imputation_rows": ("imputation", "rows"),
 }
 
