@@ -20,7 +20,7 @@ from .validate import check_images, check_int, check_model_images
 def heldout_elbo(model: HVAE, images: torch.Tensor, seed: int = 0, batch_size: int = 500) -> tuple[float, list[float]]:
     """Mean ELBO (nats) and mean KL per layer on fixed-binarised images, in fp32.
     images: (N, 1, 28, 28) in [0, 1]."""
-    images = check_images(images, name="images")
+    images = check_images(images, name="images", shape=model.config.image_shape)
     check_int(batch_size, "batch_size", minimum=1)
     model.eval()
     device = next(model.parameters()).device
@@ -166,7 +166,7 @@ def mixture_assignments(model: HVAE, images: Tensor, batch_size: int = 500) -> T
     images (N, 1, 28, 28) in [0, 1] (grey ones get evaluation's fixed binarisation) -> (N,)."""
     if getattr(getattr(model, "top", None), "mixture", None) is None:
         raise InputError("this model has no mixture prior on its top latent (use top_prior='mixture')")
-    images = prepare_heldout(model, check_images(images, name="images"), seed=0)
+    images = prepare_heldout(model, check_images(images, name="images", shape=model.config.image_shape), seed=0)
     check_int(batch_size, "batch_size", minimum=1)
     device = next(model.parameters()).device
     out = []

@@ -95,7 +95,7 @@ def top_latent_embedding(model: HVAE, images: Tensor, batch_size: int = 500) -> 
     fixed so the same model always gives the same picture. Needs N >= 2 images in [0, 1] (grey ones
     get evaluation's fixed binarisation) and a top latent of at least 2 dimensions.
     """
-    images = prepare_heldout(model, check_images(images, name="images"), seed=0)
+    images = prepare_heldout(model, check_images(images, name="images", shape=model.config.image_shape), seed=0)
     if len(images) < 2:
         raise InputError(f"a 2-D map needs at least 2 images, got {len(images)}")
     if model.top.dim < 2:

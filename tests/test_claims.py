@@ -59,7 +59,7 @@ def test_result_reads_keys_indices_and_rows_and_defaults_when_missing(tmp_path):
     assert result("quality", "rows", -1, "variant", results_dir=tmp_path) == "matryoshka"
     assert result("quality", "rows", {"variant": "absent"}, "nll_iwae", default="n/a", results_dir=tmp_path) == "n/a"
     assert result("quality", "rows", 5, results_dir=tmp_path) is None
-    assert result("clustering", "accuracy", default=0, results_dir=tmp_path) == 0  # file not written yet
+    assert result("imputation", "rows", default=0, results_dir=tmp_path) == 0  # file not written yet
     assert read_results("imputation", results_dir=tmp_path) is None
     with pytest.raises(ValueError, match="unknown result"):
         read_results("qualty", results_dir=tmp_path)
