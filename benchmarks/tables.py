@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from hvae_lite import claims
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DOCUMENTS = (HERE.parent / "README.md", HERE / "README.md")
@@ -35,8 +37,7 @@ def _load(name: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _pm(mean: float, se: float, digits: int = 1) -> str:
-    return f"{mean:.{digits}f} ± {se:.{digits}f}"
+_pm = claims.plus_minus
 
 
 def models_table() -> str:
@@ -114,18 +115,11 @@ def mixture_table() -> str:
 
 def imputation_table() -> str:
     result = _load("imputation.json")
-    k = result["protocol"]["k"]
-    lines = [f"| occlusion | missing pixels | log p(missing given observed): conditional (IWAE-{k} bound) | "
-             "iterative (estimate) | difference (paired) | judge: original / occluded / conditional / iterative |",
-             "|---|---|---|---|---|---|"]
-    for row in result["rows"]:
-        lines.append(
-            f"| {row['kind']} | {row['missing_pixels']:.0f} | {_pm(row['conditional_log_lik'], row['conditional_log_lik_stderr'])} | "
-            f"{_pm(row['iterative_log_lik'], row['iterative_log_lik_stderr'])} | "
-            f"{_pm(row['conditional_minus_iterative'], row['difference_stderr'], 2)} | "
-            f"{row['judge_original']:.3f} / {row['judge_occluded']:.3f} / {row['judge_conditional']:.3f} / "
-            f"{row['judge_iterative']:.3f} |")
-    return "\n".join(lines)
+    table = claims.imputation_table(result)
+    if result.get("k_check"):
+        table += "\n\nThe same numbers with ten times more importance samples, on the first digits:\n\n"
+        table += claims.imputation_k_check_table(result)
+    return table
 
 
 def _target_rows() -> list[tuple[str, str, str, bool | None]]:
@@ -243,10 +237,24 @@ def speed_table() -> str:
     return "\n".join(lines)
 
 
+def ar_head_table() -> str:
+    result = _load("ar_head.json")
+    default, default_se = result["default_elbo"]
+    lines = ["| head (first masked conv kernel, layers, width) | body | parameters | held-out ELBO | gain over the default (paired) | layers in use |",
+             "|---|---|---|---|---|---|",
+             f"| none (the default) | | | {_pm(default, default_se, 2)} | | |"]
+    for r in result["rows"]:
+        body = "frozen (lr 1e-6)" if r["body_lr"] < 1e-5 else f"fine-tuned (lr {r['body_lr']:g})"
+        lines.append(f"| {r['variant']}: {r['ar_kernel']}x{r['ar_kernel']}, {r['ar_layers']}, {r['ar_width']} | {body} | "
+                     f"{r['parameters'] / 1e6:.2f} M | {_pm(r['elbo'], r['elbo_stderr'], 2)} | "
+                     f"{_pm(r['elbo_gain_over_default'], r['gain_stderr'], 2)} | {sum(r['in_use'])} of {len(r['in_use'])} |")
+    return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "targets": targets_table, "quality": quality_table, "speed": speed_table,
     "models": models_table, "paired": paired_table, "kl": kl_table, "judge": judge_table,
-    "mixture": mixture_table, "imputation": imputation_table,
+    "mixture": mixture_table, "imputation": imputation_table, "ar_head": ar_head_table,
 }
 BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 

@@ -164,3 +164,41 @@ def result(name: str, *path: str | int | Mapping[str, Any], default: Any = None,
         else:
             raise TypeError(f"a path step is a key, an index or a row selector, got {step!r}")
     return default if node is None else node
+
+
+def plus_minus(mean: float, stderr: float, digits: int = 1) -> str:
+    """'mean ± stderr' with `digits` decimals: how every table of the kit writes a measured mean."""
+    return f"{mean:.{digits}f} ± {stderr:.{digits}f}"
+
+
+def imputation_table(result: Mapping[str, Any]) -> str:
+    """The imputation benchmark (benchmarks/results/imputation.json) as a Markdown table: per
+    occlusion kind, both routes' log p(missing | observed) (a bound and an estimate), their paired
+    difference, and the digit judge's accuracy on the original, occluded and completed digits."""
+    k = result["protocol"]["k"]
+    lines = [f"| occlusion | missing pixels | log p(missing given observed): conditional (IWAE-{k} bound) | "
+             "iterative (estimate) | difference (paired) | judge: original / occluded / conditional / iterative |",
+             "|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['kind']} | {row['missing_pixels']:.0f} | "
+            f"{plus_minus(row['conditional_log_lik'], row['conditional_log_lik_stderr'])} | "
+            f"{plus_minus(row['iterative_log_lik'], row['iterative_log_lik_stderr'])} | "
+            f"{plus_minus(row['conditional_minus_iterative'], row['difference_stderr'], 2)} | "
+            f"{row['judge_original']:.3f} / {row['judge_occluded']:.3f} / {row['judge_conditional']:.3f} / "
+            f"{row['judge_iterative']:.3f} |")
+    return "\n".join(lines)
+
+
+def imputation_k_check_table(result: Mapping[str, Any]) -> str:
+    """How far each route's number moves when k grows tenfold (the `k_check` rows of the imputation
+    benchmark), as a Markdown table; a lower bound can only rise with k in expectation."""
+    lines = ["| occlusion | digits | conditional bound: k -> 10 k | change | iterative estimate: k -> 10 k | change |",
+             "|---|---|---|---|---|---|"]
+    for row in result["k_check"]:
+        k, big = row["k_small"], row["k_big"]
+        lines.append(
+            f"| {row['kind']} | {row['n_images']} | {row['conditional_small']:.2f} (k = {k}) -> {row['conditional_big']:.2f} "
+            f"(k = {big}) | {plus_minus(*row['conditional_big_minus_small'], 2)} | {row['iterative_small']:.2f} -> "
+            f"{row['iterative_big']:.2f} | {plus_minus(*row['iterative_big_minus_small'], 2)} |")
+    return "\n".join(lines)

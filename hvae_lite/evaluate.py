@@ -161,19 +161,43 @@ def active_units(model: HVAE, x: Tensor, threshold: float = 0.01, batch_size: in
 
 
 @torch.no_grad()
+@torch.no_grad()
+def top_latent_means(model: HVAE, images: Tensor, batch_size: int = 500) -> Tensor:
+    """Posterior means of the top latent, images (N, C, H, W) in [0, 1] (grey ones get evaluation's
+    fixed binarisation) -> (N, D), on the CPU."""
+    images = prepare_heldout(model, check_images(images, name="images", shape=model.config.image_shape), seed=0)
+    check_int(batch_size, "batch_size", minimum=1)
+    device = next(model.parameters()).device
+    model.eval()
+    return torch.cat([model.encode_top(batch.to(device)).mean.cpu()
+                      for batch in iterate_minibatches(images, batch_size, shuffle=False)])
+
+
+@torch.no_grad()
 def mixture_assignments(model: HVAE, images: Tensor, batch_size: int = 500) -> Tensor:
     """The mixture component each image's top latent (posterior mean) most likely came from:
     images (N, 1, 28, 28) in [0, 1] (grey ones get evaluation's fixed binarisation) -> (N,)."""
     if getattr(getattr(model, "top", None), "mixture", None) is None:
         raise InputError("this model has no mixture prior on its top latent (use top_prior='mixture')")
-    images = prepare_heldout(model, check_images(images, name="images", shape=model.config.image_shape), seed=0)
-    check_int(batch_size, "batch_size", minimum=1)
     device = next(model.parameters()).device
-    out = []
-    for batch in iterate_minibatches(images, batch_size, shuffle=False):
-        z = model.encode_top(batch.to(device)).mean
-        out.append(model.top.mixture.responsibilities(z).argmax(1).cpu())
-    return torch.cat(out)
+    z = top_latent_means(model, images, batch_size)
+    return torch.cat([model.top.mixture.responsibilities(chunk.to(device)).argmax(1).cpu()
+                      for chunk in z.split(batch_size)])
+
+
+def kmeans_assignments(model: HVAE, train_images: Tensor, images: Tensor, n_clusters: int = 10,
+                       seed: int = 0) -> Tensor:
+    """Clusters without a mixture prior, for comparison with `mixture_assignments`: k-means
+    (k-means++ start, `seed`) on the top-latent posterior means of `train_images`; each of `images`
+    goes to its nearest centre. (N_train, C, H, W), (N, C, H, W) -> (N,) cluster indices."""
+    from scipy.cluster.vq import kmeans2
+
+    check_int(n_clusters, "n_clusters", minimum=1)
+    train = top_latent_means(model, train_images).double().numpy()
+    if len(train) < n_clusters:
+        raise InputError(f"k-means needs at least n_clusters = {n_clusters} training images, got {len(train)}")
+    centres, _ = kmeans2(train, n_clusters, minit="++", seed=seed)
+    return torch.cdist(top_latent_means(model, images).double(), torch.from_numpy(centres)).argmin(1)
 
 
 def clustering_accuracy(assignments: Tensor | np.ndarray, labels: Tensor | np.ndarray) -> float:

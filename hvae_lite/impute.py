@@ -5,6 +5,8 @@
 - Conditional imputation uses a model trained for it (config.conditional): its prior sees the
   masked image and the mask, so one pass through the generator gives a sample.
 - `missing_log_likelihood` scores either kind: log p(x_missing | x_observed) in nats.
+- `occlusion_gallery` completes the same digits under every occlusion kind with each route,
+  for a side-by-side figure (`plots.imputation_grid(..., row_labels=...)`).
 
 Images x are (B, C, H, W) as the model wants them (MNIST: (B, 1, 28, 28); CIFAR-10:
 (B, 3, 32, 32)). Masks are (B, 1, H, W) floats, 1 = observed, one per image for all its colour
@@ -13,6 +15,7 @@ of each image, observed pixels copied from x.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
@@ -24,7 +27,7 @@ from .errors import InputError
 from .explore import model_device, seeded
 from .model import HVAE
 from .objectives import iwae_log_likelihood
-from .validate import check_int, check_mask, check_model_images, check_temperature
+from .validate import check_images, check_int, check_mask, check_model_images, check_temperature
 
 Model = HVAE | MLPVAE
 
@@ -107,6 +110,44 @@ def impute_conditional(model: HVAE, x: Tensor, observed: Tensor, n_samples: int 
         features, _ = model.top_down(x.shape[0], observed_x=x, observed=observed, temperature=temperature)
         drawn = model.head.sample(features, binary=binary)
     return (observed * x + (1 - observed) * drawn).view(-1, n_samples, *x.shape[1:]).cpu()
+
+
+@dataclass(frozen=True)
+class OcclusionGallery:
+    """Images under several occlusion kinds, completed by each route. Row r shows image
+    r // len(kinds) under kinds[r % len(kinds)]: x (R, C, H, W), observed (R, 1, H, W),
+    completions route -> (R, S, C, H, W), row_labels (R,) the kind of each row."""
+    x: Tensor
+    observed: Tensor
+    completions: dict[str, Tensor]
+    row_labels: list[str]
+
+
+def occlusion_gallery(models: Mapping[str, Model], images: Tensor, kinds: Sequence[str] = MASK_KINDS,
+                      n_samples: int = 2, n_steps: int = 20, seed: int = 0) -> OcclusionGallery:
+    """Every image of `images` (N, C, H, W) under every kind of `kinds`, completed by every model:
+    a conditional model in one pass (`impute_conditional`), an unconditional one by pseudo-Gibbs
+    (`impute_iterative`, n_steps). Completions show pixel probabilities (binary=False); all routes
+    see the same masks (seeded). models: route name -> model, e.g. {"iterative": default,
+    "conditional": imputer}."""
+    if not models:
+        raise InputError("give at least one model, e.g. {'iterative': model}")
+    if isinstance(kinds, str) or not kinds or any(kind not in MASK_KINDS for kind in kinds):
+        raise InputError(f"kinds must be a non-empty list of mask kinds from {MASK_KINDS}, got {kinds!r}")
+    images = check_images(images, name="images")
+    n_kinds, size = len(kinds), images.shape[-1]
+    x = images.repeat_interleave(n_kinds, dim=0)
+    generator = torch.Generator().manual_seed(seed)
+    observed = torch.cat([occlusion_mask(kind, 1, size, generator=generator)
+                          for _ in range(images.shape[0]) for kind in kinds])
+    completions = {}
+    for route, model in models.items():
+        if model.config.conditional:
+            completions[route] = impute_conditional(model, x, observed, n_samples=n_samples, binary=False, seed=seed)
+        else:
+            completions[route] = impute_iterative(model, x, observed, n_steps=n_steps, n_samples=n_samples,
+                                                  binary=False, seed=seed)
+    return OcclusionGallery(x, observed, completions, [kinds[r % n_kinds] for r in range(x.shape[0])])
 
 
 @torch.no_grad()

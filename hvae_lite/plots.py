@@ -186,18 +186,24 @@ def original_and_samples(original: Tensor, samples: Tensor, ncols: int = 4, scal
 
 
 def component_samples(images: Tensor, title: str = "Samples from each mixture component",
-                      scale: float = 0.6) -> Figure:
-    """One row per mixture component: images (K, n, C, H, W)."""
+                      scale: float = 0.6, row_labels: Sequence[str] | None = None) -> Figure:
+    """One row per mixture component: images (K, n, C, H, W); row_labels: K names written left of
+    the rows (default "c=0", "c=1", ...), e.g. with the class a digit judge sees in each row."""
     images = _image_stack(images, 2, "images")
     n_components, n = images.shape[:2]
-    fig = Figure(figsize=(n * scale + 0.6, n_components * scale + 0.4))
+    if row_labels is None:
+        row_labels = [f"c={c}" for c in range(n_components)]
+    elif isinstance(row_labels, str) or len(row_labels) != n_components:
+        raise InputError(f"row_labels must be {n_components} names, one per component, got {row_labels!r}")
+    margin = 0.6 if max(len(str(label)) for label in row_labels) <= 4 else 1.6
+    fig = Figure(figsize=(n * scale + margin, n_components * scale + 0.4))
     axes = fig.subplots(n_components, n, squeeze=False)
     for c in range(n_components):
         for j in range(n):
             _show(axes[c, j], images[c, j])
-        axes[c, 0].text(-4, images.shape[-2] / 2, f"c={c}", ha="right", va="center", fontsize=8)
+        axes[c, 0].text(-4, images.shape[-2] / 2, str(row_labels[c]), ha="right", va="center", fontsize=8)
     fig.suptitle(title)
-    fig.subplots_adjust(left=0.6 / fig.get_figwidth(), wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(left=margin / fig.get_figwidth(), wspace=0.05, hspace=0.05)
     return fig
 
 
@@ -226,11 +232,13 @@ def embedding_scatter(points: Tensor, labels: Tensor, title: str = "Top latents 
 MISSING_COLOUR = np.array([0.15, 0.3, 0.75])  # where a masked input has no pixels
 
 
-def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor], scale: float = 0.7) -> Figure:
+def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor], scale: float = 0.7,
+                    row_labels: Sequence[str] | None = None) -> Figure:
     """One row per image: the original, the masked input (missing pixels in blue), then the samples
     of each method; grey images have their imputed pixels tinted amber, colour images keep their
     colours (the input column shows where the gap is). x: (B, C, H, W), observed: (B, 1, H, W);
-    each imputation (B, S, C, H, W)."""
+    each imputation (B, S, C, H, W); row_labels: B names written left of the rows (e.g. the
+    occlusion kind of each row of an `impute.occlusion_gallery`)."""
     x = _image_stack(x, 1, "x")
     observed = check_images(observed.detach().cpu(), binary=True, name="observed", shape=(1, *x.shape[2:]))
     if observed.shape[0] != x.shape[0]:
@@ -238,6 +246,8 @@ def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor],
     imputations = {name: _image_stack(samples, 2, f"imputations[{name!r}]") for name, samples in imputations.items()}
     if any(samples.shape[0] != x.shape[0] for samples in imputations.values()):
         raise InputError(f"every imputation must have {x.shape[0]} rows, one per image of x")
+    if row_labels is not None and (isinstance(row_labels, str) or len(row_labels) != x.shape[0]):
+        raise InputError(f"row_labels must be {x.shape[0]} names, one per image of x, got {row_labels!r}")
     columns = [("original", None), ("input", None)]
     columns += [(name if s == 0 else "", (name, s)) for name, samples in imputations.items()
                 for s in range(samples.shape[1])]
@@ -251,6 +261,9 @@ def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor],
         for ax, picture in zip(axes[b], pictures):
             ax.imshow(picture, vmin=0, vmax=1)
             ax.axis("off")
+        if row_labels is not None:
+            axes[b][0].text(-0.08, 0.5, str(row_labels[b]), transform=axes[b][0].transAxes, ha="right", va="center",
+                            fontsize=round(12 * scale))
     for ax, (label, _) in zip(axes[0], columns):
         ax.set_title(label, fontsize=round(12 * scale), loc="left")
     fig.subplots_adjust(wspace=0.05, hspace=0.05)

@@ -4,7 +4,8 @@
 (the executed notebook, kept even when a cell fails, for inspection) and `<out>/report.html`
 (figures embedded as base64; formulas pre-rendered as MathML, which browsers typeset natively;
 no script, stylesheet or font fetched from the web when opened).
-`report_checkpoint` is the notebook's one decision: load a shipped model or train one.
+`report_checkpoint` is the notebook's one decision: load a shipped model or train one;
+`mixture_variant` names the mixture-prior model that goes with the report's model.
 """
 from __future__ import annotations
 
@@ -62,6 +63,14 @@ def report_checkpoint(config: ModelConfig, *, epochs: int | None = None, seed: i
     trainer = Trainer(config, train_config, data, progress=progress)
     trainer.fit()
     return trainer.checkpoint(), f"trained here ({train_config.epochs} epochs on {len(data.train_images)} digits)"
+
+
+def mixture_variant(config: ModelConfig, fast: bool | None = None) -> ModelConfig:
+    """The mixture-prior model that goes with `config` in the report: a factorised head and a
+    mixture top prior on a top vector as small as the shipped `mixture` model's (a small top
+    vector is what lets the mixture carry the class), so the default preset finds that checkpoint."""
+    return config.replace(top_prior="mixture", ar_layers=0,
+                          top_latent_dim=recipe_for("mixture", fast).config.top_latent_dim)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,17 @@ def test_shipped_quick_scores_every_model_and_pairs_them(tmp_path):
     assert result["models"]["matryoshka"]["k_gap"]["k_big"] > result["models"]["matryoshka"]["k_gap"]["k_small"]
 
 
+def test_ar_head_quick_pairs_every_variant_with_the_default(tmp_path):
+    import ar_head
+    result = ar_head.main(["--quick", "--names", ar_head.SHIPPED, "2 layers, k7-w64, frozen body",
+                           "--out", str(tmp_path / "ar_head.json"), "--runs", str(tmp_path / "runs")])
+    shipped, frozen = result["rows"]
+    assert (shipped["ar_layers"], shipped["ar_kernel"]) == (1, 3) and (frozen["ar_layers"], frozen["ar_kernel"]) == (2, 7)
+    assert frozen["body_lr"] == 1e-6 and frozen["gain_stderr"] > 0
+    assert frozen["elbo_gain_over_default"] == pytest.approx(frozen["elbo"] - result["default_elbo"][0], abs=1e-6)
+    assert len(frozen["in_use"]) == len(frozen["kl_per_layer"])
+
+
 def test_imputation_quick_scores_every_kind(tmp_path):
     import imputation
     from hvae_lite.data import MASK_KINDS

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from hvae_lite.claims import MEASURES, RESULT_FILES, ClaimError, claim, clearly_less, markdown, measured, read_results, result
+from hvae_lite.claims import (MEASURES, RESULT_FILES, ClaimError, claim, clearly_less, imputation_k_check_table,
+                              imputation_table, markdown, measured, plus_minus, read_results, result)
 
 
 def test_a_claim_that_holds_is_printed_as_checked(capsys):
@@ -80,3 +81,20 @@ def test_measures_name_known_files_and_read_as_none_until_measured(tmp_path):
     assert measured("matryoshka", default={}, results_dir=tmp_path) == {}
     with pytest.raises(ValueError, match="unknown measure"):
         measured("naive", results_dir=tmp_path)
+
+
+def test_imputation_tables_show_every_row_with_its_standard_errors():
+    row = {"kind": "center", "missing_pixels": 196.0, "judge_original": 0.98, "judge_occluded": 0.31,
+           "conditional_log_lik": -55.18, "conditional_log_lik_stderr": 0.37, "judge_conditional": 0.433,
+           "iterative_log_lik": -37.79, "iterative_log_lik_stderr": 0.30, "judge_iterative": 0.489,
+           "conditional_minus_iterative": -17.39, "difference_stderr": 0.155}
+    check = {"kind": "center", "n_images": 100, "k_small": 10, "k_big": 100, "conditional_small": -55.0,
+             "conditional_big": -54.0, "conditional_big_minus_small": [1.0, 0.1], "iterative_small": -37.0,
+             "iterative_big": -40.0, "iterative_big_minus_small": [-3.0, 0.2]}
+    result = {"protocol": {"k": 10}, "rows": [row, {**row, "kind": "top"}], "k_check": [check]}
+    table = imputation_table(result).splitlines()
+    assert "IWAE-10 bound" in table[0] and len(table) == 4
+    assert table[2].startswith("| center | 196 | -55.2 ± 0.4 | -37.8 ± 0.3 | -17.39 ± 0.15 | 0.980 / 0.310 / 0.433 / 0.489")
+    checks = imputation_k_check_table(result).splitlines()
+    assert len(checks) == 3 and "| 1.00 ± 0.10 |" in checks[2] and "| -3.00 ± 0.20 |" in checks[2]
+    assert plus_minus(1.234, 0.05, 2) == "1.23 ± 0.05"

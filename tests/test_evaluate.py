@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from hvae_lite.config import get_preset
-from hvae_lite.evaluate import active_units, clustering_accuracy, evaluate, heldout_elbo, mixture_assignments
+from hvae_lite.evaluate import (active_units, clustering_accuracy, evaluate, heldout_elbo, kmeans_assignments,
+                                mixture_assignments, top_latent_means)
 from hvae_lite.model import HVAE
 from hvae_lite.objectives import bits_per_dim
 
@@ -81,6 +82,17 @@ def test_mixture_assignments(digits, trained_tiny):
     assert torch.equal(assignments, model.top.mixture.responsibilities(z).argmax(1))
     with pytest.raises(ValueError, match="no mixture prior"):
         mixture_assignments(trained_tiny, digits)
+
+
+def test_kmeans_assignments_separate_clearly_different_images(trained_tiny, digits):
+    blank, strokes = torch.zeros(10, 1, 28, 28), digits[:10]
+    images, labels = torch.cat([blank, strokes]), torch.tensor([0] * 10 + [1] * 10)
+    assert top_latent_means(trained_tiny, images).shape == (20, trained_tiny.config.top_latent_dim)
+    assignments = kmeans_assignments(trained_tiny, images, images, n_clusters=2, seed=0)
+    assert assignments.shape == (20,) and clustering_accuracy(assignments, labels) == 1.0
+    assert torch.equal(assignments, kmeans_assignments(trained_tiny, images, images, n_clusters=2, seed=0))
+    with pytest.raises(ValueError, match="at least n_clusters"):
+        kmeans_assignments(trained_tiny, images[:3], images, n_clusters=5)
 
 
 def test_clustering_accuracy_perfect_under_any_permutation():

@@ -5,7 +5,8 @@ import torch
 from hvae_lite.baseline import MLPVAE, MLPVAEConfig
 from hvae_lite.config import get_preset
 from hvae_lite.data import occlusion_mask
-from hvae_lite.impute import imputation_scores, impute_conditional, impute_iterative, missing_log_likelihood
+from hvae_lite.impute import (imputation_scores, impute_conditional, impute_iterative, missing_log_likelihood,
+                              occlusion_gallery)
 from hvae_lite.model import HVAE
 
 
@@ -125,3 +126,20 @@ def test_a_precomputed_log_px_gives_the_same_estimate(trained_tiny, digits):
     reused = missing_log_likelihood(trained_tiny, digits, mask, k=4, seed=3,
                                     log_px=full_log_likelihood(trained_tiny, digits, k=4, seed=3))
     assert torch.equal(direct, reused)
+
+
+def test_occlusion_gallery_shows_each_image_under_each_kind_with_each_route(trained_tiny, conditional_model, digits):
+    models = {"iterative": trained_tiny, "conditional": conditional_model}
+    gallery = occlusion_gallery(models, digits[:2], kinds=["top", "pixels"], n_samples=2, n_steps=2, seed=1)
+    assert gallery.row_labels == ["top", "pixels", "top", "pixels"]
+    assert torch.equal(gallery.x[2], digits[1]) and torch.equal(gallery.x[3], digits[1])
+    assert torch.equal(gallery.observed[0], _mask("top", 1)[0])  # the same mask for both routes
+    for route, model in models.items():
+        samples = gallery.completions[route]
+        assert samples.shape == (4, 2, 1, 28, 28)
+        observed = gallery.observed.unsqueeze(1).expand_as(samples).bool()
+        assert torch.equal(samples[observed], gallery.x.unsqueeze(1).expand_as(samples)[observed])
+    expected = impute_conditional(conditional_model, gallery.x, gallery.observed, n_samples=2, binary=False, seed=1)
+    assert torch.equal(gallery.completions["conditional"], expected)
+    with pytest.raises(ValueError, match="mask kinds"):
+        occlusion_gallery(models, digits[:2], kinds=["diagonal"])

@@ -62,6 +62,10 @@ def test_component_samples_one_row_per_component():
     fig = plots.component_samples(_images(4, 3))
     assert len(fig.axes) == 12
     assert [t.get_text() for ax in fig.axes for t in ax.texts] == ["c=0", "c=1", "c=2", "c=3"]
+    labelled = plots.component_samples(_images(2, 3), row_labels=["c=0: judge 7 (62%)", "c=1: judge 1 (98%)"])
+    assert [t.get_text() for ax in labelled.axes for t in ax.texts] == ["c=0: judge 7 (62%)", "c=1: judge 1 (98%)"]
+    with pytest.raises(ValueError, match="row_labels must be 2 names"):
+        plots.component_samples(_images(2, 3), row_labels=["only one"])
 
 
 def test_embedding_scatter_one_series_per_label():
@@ -90,6 +94,14 @@ def test_imputation_grid_colours_missing_pixels():
     assert [ax.get_title(loc="left") for ax in fig.axes[:7]] == ["original", "input", "iterative", "", "",
                                                                  "conditional", ""]
     assert len(_png(fig)) > 1000
+
+
+def test_imputation_grid_row_labels_name_each_row():
+    x, mask = torch.zeros(2, 1, 28, 28), torch.ones(2, 1, 28, 28)
+    fig = plots.imputation_grid(x, mask, {"a": _images(2, 1)}, row_labels=["center", "top"])
+    assert [t.get_text() for t in fig.axes[0].texts] == ["center"] and [t.get_text() for t in fig.axes[3].texts] == ["top"]
+    with pytest.raises(ValueError, match="row_labels must be 2 names"):
+        plots.imputation_grid(x, mask, {"a": _images(2, 1)}, row_labels=["center"])
 
 
 def test_training_curves_fall_back_to_training_kl():

@@ -8,7 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hvae_lite.report import REPO_ROOT, REPORT_NOTEBOOK, check_parameters, export_html, parse_value, render_math
+from hvae_lite.pretrained import recipe_for
+from hvae_lite.report import (REPO_ROOT, REPORT_NOTEBOOK, check_parameters, export_html, mixture_variant, parse_value,
+                              render_math)
 
 # A tag that makes a browser fetch something from the web: script src, link href, img src, CSS imports.
 EXTERNAL = re.compile(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*[\"']?(https?:)?//"
@@ -108,3 +110,10 @@ def test_the_report_html_shows_typeset_formulas_not_latex_source(tmp_path):
                      if cell.cell_type == "markdown") // 2
     assert n_formulas > 0 and html.count("<math") >= n_formulas
     assert not re.search(r"\$[^$<>\n]*\\(mathrm|log|mid|sum|frac)", html)  # no LaTeX source left over
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_the_report_finds_the_shipped_mixture_and_imputation_models(fast):
+    config = recipe_for("matryoshka", fast).config
+    assert mixture_variant(config, fast) == recipe_for("mixture", fast).config
+    assert config.replace(conditional=True, ar_layers=0) == recipe_for("imputation", fast).config
