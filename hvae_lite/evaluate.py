@@ -13,27 +13,37 @@ from .data import fixed_binarize, iterate_minibatches, random_occlusion_mask
 from .errors import InputError
 from .model import HVAE
 from .objectives import bits_per_dim, iwae_log_likelihood
+from .rng import seeded
 from .validate import check_images, check_int, check_model_images
 
 
 @torch.no_grad()
-def heldout_elbo(model: HVAE, images: torch.Tensor, seed: int = 0, batch_size: int = 500) -> tuple[float, list[float]]:
-    """Mean ELBO (nats) and mean KL per layer on fixed-binarised images, in fp32.
-    images: (N, 1, 28, 28) in [0, 1]."""
+@torch.no_grad()
+def heldout_elbo_per_image(model: HVAE, images: torch.Tensor, seed: int = 0,
+                           batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out ELBO of each image (N,) and its KL per layer (N, L), in nats, fp32: the
+    evaluation binarisation and the latent draws both come from `seed` (the caller's random
+    state is left alone), so every notebook, manifest and benchmark that scores the same model
+    on the same images gets the same numbers. images: (N, C, H, W) in [0, 1]."""
     images = check_images(images, name="images", shape=model.config.image_shape)
     check_int(batch_size, "batch_size", minimum=1)
     model.eval()
     device = next(model.parameters()).device
     x_all = prepare_heldout(model, images, seed)
-    elbo_sum, kl_sum = 0.0, torch.zeros(model.n_latent_layers)
-    for x in iterate_minibatches(x_all, batch_size, shuffle=False):
-        x = x.to(device)
-        observed = heldout_mask(model, x, seed)
-        out = model(x, observed)
-        elbo_sum += out.elbo.sum().item()
-        kl_sum += out.kl.sum(0).cpu()
-    n = len(x_all)
-    return elbo_sum / n, (kl_sum / n).tolist()
+    elbos, kls = [], []
+    with seeded(seed, device):
+        for x in iterate_minibatches(x_all, batch_size, shuffle=False):
+            x = x.to(device)
+            out = model(x, heldout_mask(model, x, seed))
+            elbos.append(out.elbo.double().cpu())
+            kls.append(out.kl.double().cpu())
+    return torch.cat(elbos), torch.cat(kls)
+
+
+def heldout_elbo(model: HVAE, images: torch.Tensor, seed: int = 0, batch_size: int = 500) -> tuple[float, list[float]]:
+    """Mean held-out ELBO (nats) and mean KL per layer: the means of `heldout_elbo_per_image`."""
+    elbo, kl = heldout_elbo_per_image(model, images, seed, batch_size)
+    return elbo.mean().item(), kl.mean(0).tolist()
 
 
 def prepare_heldout(model: HVAE, images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -63,24 +73,19 @@ def per_image_scores(model: HVAE, images: Tensor, k: int, batch_size: int = 100,
     images = check_images(images, name="images", shape=model.config.image_shape)
     for name, value in (("k (importance samples)", k), ("batch_size", batch_size), ("chunk_size", chunk_size)):
         check_int(value, name, minimum=1)
-    model.eval()
+    elbo, kl = heldout_elbo_per_image(model, images, seed)  # the one held-out ELBO of the kit
     device = next(model.parameters()).device
     x_all = prepare_heldout(model, images, seed)
-    elbos, log_likelihoods, kls = [], [], []
     batches = iterate_minibatches(x_all, batch_size, shuffle=False)
     if progress:
         from tqdm.auto import tqdm
         batches = tqdm(batches, total=math.ceil(len(x_all) / batch_size), desc=f"IWAE-{k}")
-    torch.manual_seed(seed)
-    for x in batches:
-        x = x.to(device)
-        observed = heldout_mask(model, x, seed)
-        out = model(x, observed)
-        elbos.append(out.elbo.cpu())
-        kls.append(out.kl.cpu())
-        log_likelihoods.append(iwae_log_likelihood(model, x, k, chunk_size, observed).cpu())
-    return {"elbo": torch.cat(elbos).double(), "nll_iwae": -torch.cat(log_likelihoods).double(),
-            "kl": torch.cat(kls).double()}
+    log_likelihoods = []
+    with seeded(seed, device):
+        for x in batches:
+            x = x.to(device)
+            log_likelihoods.append(iwae_log_likelihood(model, x, k, chunk_size, heldout_mask(model, x, seed)).cpu())
+    return {"elbo": elbo, "nll_iwae": -torch.cat(log_likelihoods).double(), "kl": kl}
 
 
 def mean_stderr(values: Tensor | np.ndarray | list[float]) -> tuple[float, float]:
@@ -109,6 +114,8 @@ def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = 100, 
     """
     scores = per_image_scores(model, images, k, batch_size, chunk_size, seed, progress)
     nll, nll_stderr = mean_stderr(scores["nll_iwae"])
+    with seeded(seed, next(model.parameters()).device):
+        units = active_units(model, prepare_heldout(model, images, seed), batch_size=batch_size)
     return {
         "n_images": len(images),
         "k": k,
@@ -117,7 +124,7 @@ def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = 100, 
         "nll_iwae_stderr": nll_stderr if len(images) > 1 else None,  # None (valid JSON): one image
         "bits_per_dim": bits_per_dim(nll, math.prod(model.config.image_shape)),
         "kl_per_layer": scores["kl"].mean(0).tolist(),
-        "active_units": active_units(model, prepare_heldout(model, images, seed), batch_size=batch_size),
+        "active_units": units,
     }
 
 

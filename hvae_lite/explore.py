@@ -2,8 +2,7 @@
 component, a 2-D map of the top latents. plots.py draws them; widgets.py puts controls on them."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -12,21 +11,8 @@ from .data import iterate_minibatches
 from .errors import InputError
 from .evaluate import prepare_heldout
 from .model import HVAE
+from .rng import seeded  # noqa: F401  (re-exported: notebooks and modules import it from here)
 from .validate import check_images, check_int, check_model_images, check_temperature
-
-
-@contextmanager
-def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[None]:
-    """Run the block with the global RNG seeded to `seed`, restoring the caller's RNG afterwards,
-    so the same controls always give the same figure. seed=None: leave the RNG alone."""
-    if seed is None:
-        yield
-        return
-    device = torch.device(device)
-    accelerator = [] if device.type == "cpu" else [device]
-    with torch.random.fork_rng(devices=accelerator, device_type=device.type if accelerator else "cuda"):
-        torch.manual_seed(seed)
-        yield
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
