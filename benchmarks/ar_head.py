@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from common import RESULTS_DIR, machine, write_json
-from hvae_lite.checkpoints import load_checkpoint, save_checkpoint
+from common import RESULTS_DIR, finished_run, machine, write_json
+from hvae_lite.checkpoints import save_checkpoint
 from hvae_lite.data import load_mnist
 from hvae_lite.evaluate import heldout_elbo_per_image, layers_in_use, mean_stderr, paired_difference
 from hvae_lite.pretrained import CHECKPOINT_DIR, FAST_RECIPES, RECIPES, REPO_ROOT, load_or_train, recipe_data
@@ -55,16 +55,8 @@ def trained(name: str, data, runs: Path, quick: bool):
     train_config = dataclasses.replace(recipe.train, init_from=str(base), lr=body_lr or recipe.train.lr,
                                        new_lr=recipe.train.new_lr or RECIPES["matryoshka-ar"].train.new_lr)
     path = runs / (("quick-" if quick else "") + name.replace(", ", "-").replace(" ", "-") + ".pt")
-    if path.is_file():
-        checkpoint = load_checkpoint(path)
-        if checkpoint.epoch >= train_config.epochs:
-            return checkpoint
-        trainer = Trainer.resume(path, data, progress=False)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        trainer = Trainer(recipe.config.replace(**head), train_config, data, checkpoint_path=path, progress=False)
-    trainer.fit()
-    return load_checkpoint(path)
+    return finished_run(path, train_config.epochs, data, lambda: Trainer(
+        recipe.config.replace(**head), train_config, data, checkpoint_path=path, progress=False))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

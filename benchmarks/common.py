@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from hvae_lite.checkpoints import Checkpoint, load_checkpoint
 from hvae_lite.data import DataSplit
 from hvae_lite.evaluate import (
     active_units, clustering_accuracy, evaluate, heldout_elbo, layers_in_use, mixture_assignments, prepare_heldout,
@@ -59,3 +60,20 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path}")
+
+
+def finished_run(path: Path, epochs: int, data: DataSplit, new_trainer: Callable[[], Any]) -> Checkpoint:
+    """The training run at `path`, `epochs` long: loaded when finished, resumed when cut short,
+    else started with `new_trainer()` (a Trainer that saves to `path`)."""
+    from hvae_lite.train import Trainer
+
+    if path.is_file():
+        checkpoint = load_checkpoint(path)
+        if checkpoint.epoch >= epochs:
+            return checkpoint
+        trainer = Trainer.resume(path, data, progress=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trainer = new_trainer()
+    trainer.fit()
+    return load_checkpoint(path)

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from common import RESULTS_DIR, machine, write_json
+from common import RESULTS_DIR, finished_run, machine, write_json
 from hvae_lite.baseline import MLPVAEConfig
-from hvae_lite.checkpoints import load_checkpoint, sha256_of
+from hvae_lite.checkpoints import sha256_of
 from hvae_lite.data import load_mnist
 from hvae_lite.evaluate import (clustering_accuracy, heldout_elbo_per_image, layers_in_use, mean_stderr, mixture_assignments,
                                 paired_difference, per_image_scores, prepare_heldout)
@@ -49,15 +49,8 @@ def mlp_baseline(data, quick: bool, cache_dir: Path):
     """The MLP VAE, trained once into runs/bench/shipped/mlp-vae.pt (resumed if interrupted)."""
     path = cache_dir / f"{'quick-' if quick else ''}mlp-vae.pt"
     recipe = dataclasses.replace(MLP_RECIPE, epochs=2) if quick else MLP_RECIPE
-    if path.is_file():
-        checkpoint = load_checkpoint(path)
-        if checkpoint.epoch >= recipe.epochs:
-            return checkpoint
-        trainer = Trainer.resume(path, data, progress=False)
-    else:
-        trainer = Trainer(MLPVAEConfig(), recipe, data, checkpoint_path=path, progress=False)
-    trainer.fit()
-    return load_checkpoint(path)
+    return finished_run(path, recipe.epochs, data,
+                        lambda: Trainer(MLPVAEConfig(), recipe, data, checkpoint_path=path, progress=False))
 
 
 def sample_verdicts(model, judge, n: int) -> dict[str, Any]:

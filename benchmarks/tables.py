@@ -238,17 +238,7 @@ def speed_table() -> str:
 
 
 def ar_head_table() -> str:
-    result = _load("ar_head.json")
-    default, default_se = result["default_elbo"]
-    lines = ["| head (first masked conv kernel, layers, width) | body | parameters | held-out ELBO | gain over the default (paired) | layers in use |",
-             "|---|---|---|---|---|---|",
-             f"| none (the default) | | | {_pm(default, default_se, 2)} | | |"]
-    for r in result["rows"]:
-        body = "frozen (lr 1e-6)" if r["body_lr"] < 1e-5 else f"fine-tuned (lr {r['body_lr']:g})"
-        lines.append(f"| {r['variant']}: {r['ar_kernel']}x{r['ar_kernel']}, {r['ar_layers']}, {r['ar_width']} | {body} | "
-                     f"{r['parameters'] / 1e6:.2f} M | {_pm(r['elbo'], r['elbo_stderr'], 2)} | "
-                     f"{_pm(r['elbo_gain_over_default'], r['gain_stderr'], 2)} | {sum(r['in_use'])} of {len(r['in_use'])} |")
-    return "\n".join(lines)
+    return claims.ar_head_table(_load("ar_head.json"))
 
 
 TABLES: dict[str, Callable[[], str]] = {

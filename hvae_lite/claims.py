@@ -35,6 +35,7 @@ RESULT_FILES = {
     "speed": "speed.json",              # images/s, GFLOP/s
     "shipped": "shipped.json",          # the shipped checkpoints on the full protocol (benchmarks/shipped.py)
     "imputation": "imputation.json",    # both imputation routes on every occlusion kind
+    "ar_head": "ar_head.json",          # autoregressive heads of several sizes on the default model
 }
 
 
@@ -201,4 +202,21 @@ def imputation_k_check_table(result: Mapping[str, Any]) -> str:
             f"| {row['kind']} | {row['n_images']} | {row['conditional_small']:.2f} (k = {k}) -> {row['conditional_big']:.2f} "
             f"(k = {big}) | {plus_minus(*row['conditional_big_minus_small'], 2)} | {row['iterative_small']:.2f} -> "
             f"{row['iterative_big']:.2f} | {plus_minus(*row['iterative_big_minus_small'], 2)} |")
+    return "\n".join(lines)
+
+
+def ar_head_table(result: Mapping[str, Any]) -> str:
+    """The AR-head screening benchmark (benchmarks/results/ar_head.json) as a Markdown table: per
+    head, its held-out ELBO, its paired gain over the default model and its layers in use."""
+    default, default_se = result["default_elbo"]
+    lines = ["| head: first masked kernel, masked layers, width | body | parameters | held-out ELBO | "
+             "gain over the default (paired) | layers in use |",
+             "|---|---|---|---|---|---|",
+             f"| none (the default) | | | {plus_minus(default, default_se, 2)} | | |"]
+    for row in result["rows"]:
+        body = "frozen (lr 1e-6)" if row["body_lr"] < 1e-5 else f"fine-tuned (lr {row['body_lr']:g})"
+        lines.append(f"| {row['variant']}: {row['ar_kernel']}x{row['ar_kernel']}, {row['ar_layers']}, {row['ar_width']} | "
+                     f"{body} | {row['parameters'] / 1e6:.2f} M | {plus_minus(row['elbo'], row['elbo_stderr'], 2)} | "
+                     f"{plus_minus(row['elbo_gain_over_default'], row['gain_stderr'], 2)} | "
+                     f"{sum(row['in_use'])} of {len(row['in_use'])} |")
     return "\n".join(lines)

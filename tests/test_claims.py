@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from hvae_lite.claims import (MEASURES, RESULT_FILES, ClaimError, claim, clearly_less, imputation_k_check_table,
-                              imputation_table, markdown, measured, plus_minus, read_results, result)
+from hvae_lite.claims import (MEASURES, RESULT_FILES, ClaimError, ar_head_table, claim, clearly_less,
+                              imputation_k_check_table, imputation_table, markdown, measured, plus_minus, read_results,
+                              result)
 
 
 def test_a_claim_that_holds_is_printed_as_checked(capsys):
@@ -98,3 +99,14 @@ def test_imputation_tables_show_every_row_with_its_standard_errors():
     checks = imputation_k_check_table(result).splitlines()
     assert len(checks) == 3 and "| 1.00 ± 0.10 |" in checks[2] and "| -3.00 ± 0.20 |" in checks[2]
     assert plus_minus(1.234, 0.05, 2) == "1.23 ± 0.05"
+
+
+def test_ar_head_table_has_the_default_and_one_row_per_head():
+    row = {"variant": "k7-w32", "ar_layers": 1, "ar_kernel": 7, "ar_width": 32, "body_lr": 2e-4, "parameters": 950000,
+           "elbo": -89.34, "elbo_stderr": 0.69, "elbo_gain_over_default": 0.43, "gain_stderr": 0.02,
+           "in_use": [True] * 9 + [False] * 2}
+    frozen = {**row, "variant": "frozen", "body_lr": 1e-6}
+    lines = ar_head_table({"default_elbo": [-89.77, 0.69], "rows": [row, frozen]}).splitlines()
+    assert len(lines) == 5 and "| -89.77 ± 0.69 |" in lines[2]
+    assert lines[3] == "| k7-w32: 7x7, 1, 32 | fine-tuned (lr 0.0002) | 0.95 M | -89.34 ± 0.69 | 0.43 ± 0.02 | 9 of 11 |"
+    assert "frozen (lr 1e-6)" in lines[4]
