@@ -110,6 +110,11 @@ def mixture_table() -> str:
              f"{_pm(mixture['purity_mean_used'], mixture['purity_stderr_used'], 3)} |",
              "| judge's class of each component | " + ", ".join(
                  f"{c['component']}: {c['judge_class']} ({c['purity']:.2f})" for c in mixture["components"]) + " |"]
+    for name, label in (("matryoshka", "the default model's"), ("mixture", "the mixture model's")):
+        if name in mixture.get("kmeans", {}):
+            runs = mixture["kmeans"][name]
+            lines.append(f"| baseline: k-means (10 clusters) on {label} top latents, {len(runs)} seeds | "
+                         f"{sum(runs) / len(runs):.3f} (from {min(runs):.3f} to {max(runs):.3f}) |")
     return "\n".join(lines)
 
 
