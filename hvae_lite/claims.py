@@ -57,6 +57,8 @@ MEASURES: dict[str, tuple[Any, ...]] = {
     "judge_samples_ar": ("shipped", "models", "matryoshka-ar", "samples", "1"),
     "judge_real_digits": ("shipped", "judge_on_real_heldout"),
     "shipped_default": ("shipped", "models", "matryoshka"),
+    "shipped_ar": ("shipped", "models", "matryoshka-ar"),
+    "ar_vs_default": ("shipped", "paired", "matryoshka-ar - matryoshka"),
     "deep_vs_converged_shallow": ("shipped", "paired", "matryoshka - mlp-vae"),
     # class structure and imputation
     "clustering": ("shipped", "models", "mixture", "mixture"),
