@@ -281,6 +281,10 @@ def cases(f: Fixtures) -> dict[str, Callable[[], str]]:
                                     train_labels=f.data.train_labels[100:300])
         return Trainer.resume(f.copy_ckpt(), other, epochs=3, progress=False).fit()
 
+    def bad_train_flag(*flag_and_value: str) -> Callable[[], str]:
+        """`train` on the small setup for one epoch with one bad flag: a clear error, nothing written."""
+        return lambda: cli_error(["train", *SMALL, *flag_and_value, "--epochs", "1", "--out", str(f.path("a.pt"))])
+
     def sample_shape(n: int) -> Callable[[torch.Tensor], bool]:
         return lambda t: t.shape == (n, 1, 28, 28) and finite(t)
 
@@ -306,30 +310,19 @@ def cases(f: Fixtures) -> dict[str, Callable[[], str]]:
         "train --epochs 0": epochs_zero,
         "train --epochs -1": lambda: cli_error(["train", *SMALL, "--epochs", "-1", "--out", str(f.path("a.pt"))]),
         "train --batch-size 0": lambda: cli_error(["train", *SMALL, "--batch-size", "0", "--out", str(f.path("a.pt"))]),
-        "train --lr -1": lambda: cli_error(["train", *SMALL, "--lr", "-1", "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --lr nan": lambda: cli_error(["train", *SMALL, "--lr", "nan", "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --ema-decay 1": lambda: cli_error(
-            ["train", *SMALL, "--ema-decay", "1", "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --ema-decay -0.5": lambda: cli_error(
-            ["train", *SMALL, "--ema-decay", "-0.5", "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --free-bits -1": lambda: cli_error(
-            ["train", *SMALL, "--free-bits", "-1", "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --warmup-epochs -2": lambda: cli_error(
-            ["train", *SMALL, "--warmup-epochs", "-2", "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --grad-clip 0": lambda: cli_error(
-            ["train", *SMALL, "--grad-clip", "0", "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --free-bits-end-epoch -1": lambda: cli_error(
-            ["train", *SMALL, "--free-bits-end-epoch", "-1", "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --init-from a missing file": lambda: cli_error(
-            ["train", *SMALL, "--init-from", str(f.path("none.pt")), "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --init-from a text file": lambda: cli_error(
-            ["train", *SMALL, "--init-from", file_with(b"hello"), "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --mixture-init-epoch 0 without a mixture prior": lambda: cli_error(
-            ["train", *SMALL, "--mixture-init-epoch", "0", "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --mixture-init-epoch -7": lambda: cli_error(
-            ["train", *SMALL, "--mixture-init-epoch", "-7", "--epochs", "1", "--out", str(f.path("a.pt"))]),
-        "train --limit-train -5": lambda: cli_error(
-            ["train", *SMALL, "--limit-train", "-5", "--epochs", "1", "--out", str(f.path("a.pt"))]),
+        "train --lr -1": bad_train_flag("--lr", "-1"),
+        "train --lr nan": bad_train_flag("--lr", "nan"),
+        "train --ema-decay 1": bad_train_flag("--ema-decay", "1"),
+        "train --ema-decay -0.5": bad_train_flag("--ema-decay", "-0.5"),
+        "train --free-bits -1": bad_train_flag("--free-bits", "-1"),
+        "train --warmup-epochs -2": bad_train_flag("--warmup-epochs", "-2"),
+        "train --grad-clip 0": bad_train_flag("--grad-clip", "0"),
+        "train --free-bits-end-epoch -1": bad_train_flag("--free-bits-end-epoch", "-1"),
+        "train --init-from a missing file": bad_train_flag("--init-from", str(f.path("none.pt"))),
+        "train --init-from a text file": lambda: bad_train_flag("--init-from", file_with(b"hello"))(),
+        "train --mixture-init-epoch 0 without a mixture prior": bad_train_flag("--mixture-init-epoch", "0"),
+        "train --mixture-init-epoch -7": bad_train_flag("--mixture-init-epoch", "-7"),
+        "train --limit-train -5": bad_train_flag("--limit-train", "-5"),
         "train --device mps (none here)": lambda: cli_error(
             ["train", *SMALL[:-2], "--device", "mps", "--epochs", "1", "--out", str(f.path("a.pt"))]),
         "train --device cuda:7 (none here)": lambda: cli_error(
