@@ -1,4 +1,6 @@
 """Shared fixtures: tiny configs, small binary batches of real digits, a small data split."""
+import socket
+
 import pytest
 import torch
 
@@ -52,3 +54,14 @@ def trained_tiny(digits):
         model(digits).loss.backward()
         optimizer.step()
     return model.eval()
+
+
+@pytest.fixture
+def closed_port_url():
+    """A function giving an http URL (with an optional path) on a local port nothing listens on:
+    a download from it fails at once, as offline."""
+    def url(path: str = "") -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return f"http://127.0.0.1:{s.getsockname()[1]}/{path}"
+    return url

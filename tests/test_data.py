@@ -3,7 +3,6 @@ import functools
 import gzip
 import hashlib
 import http.server
-import socket
 import struct
 import threading
 
@@ -303,11 +302,6 @@ def mirror(tmp_path, monkeypatch):
     server.server_close()
 
 
-def _closed_port_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/mnist/"
-
 
 def test_download_then_reuse_cache_without_network(tmp_path, mirror):
     base, checksums, requests, _ = mirror
@@ -336,9 +330,9 @@ def test_checksum_mismatch_raises_and_leaves_no_partial_file(tmp_path, mirror):
     assert sorted(p.name for p in cache.iterdir()) == sorted(set(checksums) - {"train-images-idx3-ubyte.gz"})
 
 
-def test_all_mirrors_failing_names_each_and_says_what_to_do(tmp_path, mirror):
+def test_all_mirrors_failing_names_each_and_says_what_to_do(tmp_path, mirror, closed_port_url):
     base, checksums, _, _ = mirror
-    offline = _closed_port_url()
+    offline = closed_port_url("mnist/")
     cache = tmp_path / "cache"
     with pytest.raises(DataDownloadError) as info:
         download_mnist(cache, [base + "missing/", offline], timeout=5, checksums=checksums)
@@ -349,14 +343,14 @@ def test_all_mirrors_failing_names_each_and_says_what_to_do(tmp_path, mirror):
     assert list(cache.iterdir()) == []
 
 
-def test_a_foreign_cached_file_is_kept_and_named_until_a_verified_copy_replaces_it(tmp_path, mirror):
+def test_a_foreign_cached_file_is_kept_and_named_until_a_verified_copy_replaces_it(tmp_path, mirror, closed_port_url):
     base, checksums, requests, _ = mirror
     cache = tmp_path / "cache"
     cache.mkdir()
     cached = cache / "t10k-labels-idx1-ubyte.gz"
     cached.write_bytes(b"my own copy")
     with pytest.raises(DataDownloadError) as info:
-        download_mnist(cache, [_closed_port_url()], timeout=5, checksums=checksums)
+        download_mnist(cache, [closed_port_url("mnist/")], timeout=5, checksums=checksums)
     message = str(info.value)
     assert cached.read_bytes() == b"my own copy"  # never deleted behind the user's back
     assert "is there but its md5 is" in message and "No file you placed there was deleted" in message

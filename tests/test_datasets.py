@@ -7,7 +7,6 @@ import http.server
 import io
 import os
 import pickle
-import socket
 import tarfile
 import threading
 
@@ -101,11 +100,6 @@ def served(tmp_path, monkeypatch):
     server.server_close()
 
 
-def _closed_port_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/"
-
 
 def test_omniglot_downloads_once_and_loads_in_the_iwae_layout(served):
     split = load_omniglot()
@@ -136,8 +130,8 @@ def test_cifar10_downloads_once_and_loads_the_batches_in_order(served):
 
 @pytest.mark.parametrize("loader, filename, name", [(load_omniglot, "chardata.mat", "Omniglot"),
                                                    (load_cifar10, "cifar-10-python.tar.gz", "CIFAR-10")])
-def test_offline_without_a_cache_says_what_to_do(served, loader, filename, name):
-    offline = _closed_port_url()
+def test_offline_without_a_cache_says_what_to_do(served, loader, filename, name, closed_port_url):
+    offline = closed_port_url()
     with pytest.raises(DataDownloadError) as info:
         loader(mirrors=[served["base"].replace("good", "missing"), offline])
     message = str(info.value)
