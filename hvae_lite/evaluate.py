@@ -18,7 +18,6 @@ from .validate import check_images, check_int, check_model_images
 
 
 @torch.no_grad()
-@torch.no_grad()
 def heldout_elbo_per_image(model: HVAE, images: torch.Tensor, seed: int = 0,
                            batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out ELBO of each image (N,) and its KL per layer (N, L), in nats, fp32: the
@@ -167,7 +166,6 @@ def active_units(model: HVAE, x: Tensor, threshold: float = 0.01, batch_size: in
     return [int((torch.cat(m).var(0) > threshold).sum()) for m in means]
 
 
-@torch.no_grad()
 @torch.no_grad()
 def top_latent_means(model: HVAE, images: Tensor, batch_size: int = 500) -> Tensor:
     """Posterior means of the top latent, images (N, C, H, W) in [0, 1] (grey ones get evaluation's

@@ -67,8 +67,8 @@ def report_checkpoint(config: ModelConfig, *, epochs: int | None = None, seed: i
 
 def mixture_variant(config: ModelConfig, fast: bool | None = None) -> ModelConfig:
     """The mixture-prior model that goes with `config` in the report: a factorised head and a
-    mixture top prior on a top vector as small as the shipped `mixture` model's (a small top
-    vector is what lets the mixture carry the class), so the default preset finds that checkpoint."""
+    mixture top prior on a top vector as small as the shipped `mixture` model's, so that the
+    default preset finds that checkpoint instead of training a mixture model of its own."""
     return config.replace(top_prior="mixture", ar_layers=0,
                           top_latent_dim=recipe_for("mixture", fast).config.top_latent_dim)
 
