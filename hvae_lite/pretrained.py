@@ -102,7 +102,7 @@ RECIPES: dict[str, Recipe] = {
 
 # "Train it yourself" (no shipped checkpoint): the same ideas in about 10 minutes on a laptop CPU
 # (fp32: bf16 autocast is slow on CPUs without bf16 instructions).
-_QUICK = TrainConfig(epochs=12, batch_size=25, lr=2e-3, warmup_epochs=3.0, kl_balance=True, free_bits=0.5,
+_QUICK = TrainConfig(epochs=12, batch_size=16, lr=2e-3, warmup_epochs=3.0, kl_balance=True, free_bits=0.5,
                      free_bits_end_epoch=10.0, ema_decay=0.95)
 _QUICK_FINE_TUNE = TrainConfig(epochs=5, lr=2e-4, warmup_epochs=0.0, ema_decay=0.99, new_lr=2e-3)
 QUICK_RECIPES: dict[str, Recipe] = {
