@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hvae_lite import data
+from hvae_lite import data, paths
 from hvae_lite.data import (
     IMAGE_SHAPE, MASK_KINDS, MNIST_FILES, DataDownloadError, check_images, download_mnist,
     dynamic_binarize, fixed_binarize, iterate_minibatches, load_embedded_mnist, load_full_mnist,
@@ -364,11 +364,11 @@ def test_a_foreign_cached_file_is_kept_and_named_until_a_verified_copy_replaces_
 def test_cache_dir_from_argument_environment_or_repo(tmp_path, monkeypatch, mirror):
     base, checksums, _, _ = mirror
     monkeypatch.delenv(data.CACHE_DIR_ENV, raising=False)
-    assert data._resolve_cache_dir(None) == data.DEFAULT_CACHE_DIR
-    assert data.DEFAULT_CACHE_DIR.parts[-2:] == ("data", "mnist")
+    assert paths.download_dir(None) == paths.DEFAULT_DOWNLOAD_DIR
+    assert paths.IN_SOURCE_TREE and paths.DEFAULT_DOWNLOAD_DIR == paths.REPO_ROOT / "data" / "mnist"  # a clone
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "from_env"))
     assert download_mnist(mirrors=[base + "good/"], timeout=5, checksums=checksums) == tmp_path / "from_env"
-    assert data._resolve_cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert paths.download_dir(tmp_path / "arg") == tmp_path / "arg"
 
 
 def test_load_full_mnist_from_served_files(tmp_path, mirror):

@@ -19,6 +19,8 @@ from hvae_lite import data
 from hvae_lite.__main__ import main
 from hvae_lite.checkpoints import load_checkpoint
 from hvae_lite.data import DataDownloadError, load_cifar10, load_data, load_omniglot
+from hvae_lite.data import cifar10 as cifar10_module, omniglot as omniglot_module
+from hvae_lite.errors import DataError, InputError
 
 CIFAR_SET = ["--set", "image_size=32", "--set", "image_channels=3", "--set", "likelihood=logistic",
              "--set", "latent_spec=8x1,16x1", "--set", "logistic_components=2"]
@@ -89,10 +91,11 @@ def served(tmp_path, monkeypatch):
     server.requests = []
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}/good/"
-    monkeypatch.setattr(data, "OMNIGLOT_MIRRORS", (base,))
-    monkeypatch.setattr(data, "OMNIGLOT_FILES", {"chardata.mat": hashlib.md5(omniglot).hexdigest()})
-    monkeypatch.setattr(data, "CIFAR10_MIRRORS", (base,))
-    monkeypatch.setattr(data, "CIFAR10_FILES", {"cifar-10-python.tar.gz": hashlib.md5(cifar).hexdigest()})
+    # The loaders read their defaults from their own modules: patch them there.
+    monkeypatch.setattr(omniglot_module, "OMNIGLOT_MIRRORS", (base,))
+    monkeypatch.setattr(omniglot_module, "OMNIGLOT_FILES", {"chardata.mat": hashlib.md5(omniglot).hexdigest()})
+    monkeypatch.setattr(cifar10_module, "CIFAR10_MIRRORS", (base,))
+    monkeypatch.setattr(cifar10_module, "CIFAR10_FILES", {"cifar-10-python.tar.gz": hashlib.md5(cifar).hexdigest()})
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
     yield dict(base=base, requests=server.requests, cache=tmp_path / "cache",
                omniglot=omniglot_arrays, cifar=cifar_arrays)
@@ -157,19 +160,19 @@ def test_a_pickle_that_would_run_code_is_refused(served, tmp_path):
     cache = tmp_path / "evil"
     cache.mkdir()
     (cache / "cifar-10-python.tar.gz").write_bytes(payload)
-    with pytest.raises(ValueError, match=r"not the CIFAR-10 python archive \(UnpicklingError: refusing to load"):
+    with pytest.raises(DataError, match=r"not the CIFAR-10 python archive \(UnpicklingError: refusing to load"):
         load_cifar10(cache, checksums={"cifar-10-python.tar.gz": hashlib.md5(payload).hexdigest()})
 
 
 def test_a_file_of_the_wrong_format_is_a_clear_error(tmp_path):
     payload = b"not a MATLAB file"
     (tmp_path / "chardata.mat").write_bytes(payload)
-    with pytest.raises(ValueError, match="not the Omniglot chardata.mat"):
+    with pytest.raises(DataError, match="not the Omniglot chardata.mat"):
         load_omniglot(tmp_path, checksums={"chardata.mat": hashlib.md5(payload).hexdigest()})
 
 
 def test_load_data_names_the_sources():
-    with pytest.raises(ValueError, match="unknown data source 'svhn'.*cifar10"):
+    with pytest.raises(InputError, match="unknown data source 'svhn'.*cifar10"):
         load_data("svhn")
 
 
