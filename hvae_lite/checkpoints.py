@@ -1,35 +1,52 @@
-"""Self-describing checkpoints: written atomically, loaded without unpickling arbitrary objects."""
+"""Self-describing checkpoints: written atomically, loaded without unpickling arbitrary objects;
+the manifests and checksums of the shipped ones; warm starts from another checkpoint's weights."""
 from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
+import json
 import os
 import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from .baseline import MLPVAE, MLPVAEConfig
-from .config import HVAEConfig
-from .errors import CheckpointError, HVAELiteError
-from .judge import DigitJudge, JudgeConfig
-from .model import HVAE
+from . import paths
+from .errors import CheckpointError, ConfigError, HVAELiteError
 
-__all__ = ["Checkpoint", "CheckpointError", "atomic_torch_save", "build_model", "load_checkpoint",
-           "save_checkpoint", "sha256_of"]
+__all__ = ["Checkpoint", "CheckpointError", "atomic_torch_save", "build_model", "load_checkpoint", "load_shipped",
+           "read_manifest", "save_checkpoint", "sha256_of", "warm_start"]
 
-# The model classes a checkpoint may hold, by the name of their config class.
-MODEL_CLASSES = {"HVAEConfig": (HVAEConfig, HVAE), "MLPVAEConfig": (MLPVAEConfig, MLPVAE),
-                 "JudgeConfig": (JudgeConfig, DigitJudge)}
-ModelConfig = HVAEConfig | MLPVAEConfig | JudgeConfig
+# The model classes a checkpoint may hold, by the name of their config class: the module that
+# defines both, and the model class. Imported only when a checkpoint of that kind is built or
+# read, so saving or loading an HVAE never imports the digit judge or the baseline.
+MODEL_CLASSES = {"HVAEConfig": ("model", "HVAE"), "MLPVAEConfig": ("baseline", "MLPVAE"),
+                 "JudgeConfig": ("judge", "DigitJudge")}
 
 
-def build_model(config: ModelConfig) -> HVAE | MLPVAE | DigitJudge:
+class ModelConfig(Protocol):
+    """What every model config of MODEL_CLASSES offers (HVAEConfig, MLPVAEConfig, JudgeConfig)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def model_classes(config_name: str) -> tuple[type, type]:
+    """(config class, model class) for the name of a config class in MODEL_CLASSES."""
+    if config_name not in MODEL_CLASSES:
+        raise CheckpointError(f"unknown kind of model {config_name!r}; the kit knows {sorted(MODEL_CLASSES)}")
+    module_name, model_name = MODEL_CLASSES[config_name]
+    module = importlib.import_module(f"{__package__}.{module_name}")
+    return getattr(module, config_name), getattr(module, model_name)
+
+
+def build_model(config: ModelConfig) -> torch.nn.Module:
     """A fresh, randomly initialised model for `config`."""
-    return MODEL_CLASSES[type(config).__name__][1](config)
+    return model_classes(type(config).__name__)[1](config)
+
 
 FORMAT_VERSION = 1
 
@@ -50,7 +67,7 @@ class Checkpoint:
     ema_state: dict[str, torch.Tensor] | None = None              # AveragedModel state (EMA runs only)
     data: dict[str, Any] | None = None  # DataSplit.describe(): source, split_seed, n_train, n_test
 
-    def model(self, device: str | torch.device = "cpu") -> HVAE | MLPVAE | DigitJudge:
+    def model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The network to evaluate: the EMA weights when the run kept them, else the raw weights."""
         model = build_model(self.config)
         model.load_state_dict(self.evaluation_state())
@@ -149,7 +166,7 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None,
     if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not an hvae_lite checkpoint of format {FORMAT_VERSION}")
     try:
-        config_class = MODEL_CLASSES[raw["model_class"]][0]
+        config_class = model_classes(raw["model_class"])[0]
         checkpoint = Checkpoint(
             config=config_class.from_dict(raw["config"]), model_state=raw["model"],
             train_config=raw["train_config"], history=raw["history"], epoch=raw["epoch"], step=raw["step"],
@@ -158,3 +175,44 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None,
     except (KeyError, TypeError, ValueError, HVAELiteError) as error:
         raise CheckpointError(f"{path} is missing or has a malformed field: {error}") from error
     return checkpoint
+
+
+_RESTORE = "restore it from the repository (git checkout -- FILE) or rebuild it with `make checkpoints`"
+
+
+def read_manifest(name: str, checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
+    """The manifest `<name>.json` of a shipped checkpoint (the models, and `judge`): command,
+    config, data split, seed, epochs, wall-clock, held-out metrics and the sha256 of the .pt file."""
+    folder = Path(checkpoint_dir or paths.CHECKPOINT_DIR)
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+        raise CheckpointError(f"no manifest at {path} (manifests there: {known or 'none'}): run `make checkpoints` "
+                              "or restore it from the repository")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"the manifest {path} is not valid JSON ({error}); {_RESTORE}") from error
+    if not isinstance(manifest, dict) or "sha256" not in manifest:
+        raise CheckpointError(f"the manifest {path} has no 'sha256' of its checkpoint; {_RESTORE}")
+    return manifest
+
+
+def load_shipped(name: str, checkpoint_dir: str | Path | None = None) -> Checkpoint:
+    """The shipped checkpoint `<name>.pt`, verified against the sha256 of its manifest (a missing
+    manifest or a mismatch is a CheckpointError)."""
+    manifest = read_manifest(name, checkpoint_dir)
+    return load_checkpoint(Path(checkpoint_dir or paths.CHECKPOINT_DIR) / f"{name}.pt",
+                           expected_sha256=manifest["sha256"])
+
+
+def warm_start(model: torch.nn.Module, source: Checkpoint) -> tuple[str, set[str]]:
+    """Copy every weight of `source` (its evaluation weights) whose name and shape match `model`;
+    the rest keep their initialisation. Returns a one-line summary and the names copied."""
+    own = model.state_dict()
+    matched = {k: v for k, v in source.evaluation_state().items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise ConfigError("init_from: the checkpoint shares no weights with this model (another architecture?)")
+    model.load_state_dict(matched, strict=False)
+    note = f"warm start: {len(matched)} of {len(own)} tensors copied, {len(own) - len(matched)} kept at initialisation"
+    return note, set(matched)

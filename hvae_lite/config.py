@@ -1,12 +1,15 @@
-"""Model configuration: one frozen dataclass, the latent-layer spec parser and named presets."""
+"""Configuration: the model's frozen dataclass (HVAEConfig), the latent-layer spec parser, named
+presets, and the training settings (TrainConfig). The recipes that combine them live in recipes.py."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from .errors import ConfigError
-from .validate import check_bool, check_int
+from .validate import check_bool, check_float, check_int
 
 IMAGE_SIZE = 28  # the default image side (MNIST); every latent resolution must be image_size / 2**k
 
@@ -65,6 +68,9 @@ class HVAEConfig:
         if self.ar_layers and self.likelihood == "gaussian":
             raise ConfigError("the autoregressive head models discrete pixels: use likelihood='bernoulli' "
                               "(binary) or 'logistic' (8-bit)")
+        if self.conditional and self.top_prior == "mixture":
+            raise ConfigError("a conditional model's top prior comes from the observed pixels, so a mixture top prior "
+                              "would be ignored: use top_prior='normal' with conditional=True")
         if self.ar_layers and self.ar_width < self.image_channels:
             raise ConfigError(f"ar_width ({self.ar_width}) must be >= image_channels ({self.image_channels}): "
                               "the masked convs give each colour channel its own group of features")
@@ -132,8 +138,9 @@ def allowed_resolutions(image_size: int = IMAGE_SIZE) -> list[int]:
 def parse_latent_spec(spec: str, image_size: int = IMAGE_SIZE) -> list[tuple[int, int]]:
     """'7x5,14x5' -> [(7, 5), (14, 5)]: (resolution, number of latent layers), coarse to fine.
 
-    Resolutions must divide `image_size` by a power of two and must not decrease; counts may
-    be 0 (a resolution the top-down path passes through without latents).
+    Resolutions must divide `image_size` by a power of two and must increase. A count may be 0,
+    but such a resolution is skipped altogether: the top-down path starts at the first resolution
+    with a latent layer ('7x0,14x2' builds the same model as '14x2').
     """
     if not isinstance(spec, str):
         raise ConfigError(f"latent_spec must be a string such as '7x5,14x5', got {spec!r}")
@@ -195,3 +202,76 @@ def get_preset(name: str, **overrides: Any) -> HVAEConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; stored in every checkpoint beside the model config."""
+
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float = 2e-3
+    lr_final_fraction: float = 0.1   # cosine decay of the learning rate to lr * this by the last epoch
+    warmup_epochs: float = 3.0       # KL warm-up length (0 = off)
+    free_bits: float = 0.0           # nats per latent layer below which KL is not penalised (0 = off)
+    free_bits_end_epoch: float = 0.0 # > 0: the floor falls linearly from the end of warm-up to 0 here
+    kl_balance: bool = False         # during warm-up, weight each layer's KL by its share (NVAE balancing)
+    ema_decay: float = 0.0           # > 0: keep an exponential moving average of the weights; evaluate it
+    grad_clip: float = 200.0         # max gradient norm; larger norms are scaled down
+    skip_threshold: float = 1e5      # skip (and count) an update whose gradient norm exceeds this
+    seed: int = 0
+    device: str = "auto"             # "auto" picks cuda, then mps, then cpu
+    amp: bool = False                # bf16 autocast for the training forward pass (evaluation stays fp32)
+    compile: bool = False            # torch.compile the training step (worth it on a GPU)
+    eval_seed: int = 0               # the fixed binarisation of the held-out images
+    init_from: str = ""              # start from this checkpoint's weights (layers of the same shape)
+    new_lr: float = 0.0              # > 0: learning rate of the parameters init_from did not provide
+    mixture_init_epoch: int = -1     # >= 0: at the start of this epoch, fit the mixture prior to the
+                                     # encoder's top latents by k-means (VaDE-style initialisation)
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_int(self.epochs, "epochs", minimum=1, error=ConfigError)
+        check_int(self.batch_size, "batch_size", minimum=1, error=ConfigError)
+        check_float(self.lr, "lr", low=0.0, low_open=True, error=ConfigError)
+        check_float(self.lr_final_fraction, "lr_final_fraction", low=0.0, high=1.0, error=ConfigError)
+        for name in ("warmup_epochs", "free_bits", "free_bits_end_epoch"):
+            check_float(getattr(self, name), name, low=0.0, error=ConfigError)
+        if 0 < self.free_bits_end_epoch < self.warmup_epochs:
+            raise ConfigError(f"free_bits_end_epoch={self.free_bits_end_epoch:g} ends the free-bits floor before the "
+                              f"KL warm-up ends (warmup_epochs={self.warmup_epochs:g}); use 0 (keep the floor) "
+                              "or a value >= warmup_epochs")
+        check_float(self.ema_decay, "ema_decay", low=0.0, high=1.0, high_open=True, error=ConfigError)
+        check_float(self.grad_clip, "grad_clip", low=0.0, low_open=True, error=ConfigError)
+        check_float(self.skip_threshold, "skip_threshold", low=0.0, low_open=True, error=ConfigError)
+        check_int(self.mixture_init_epoch, "mixture_init_epoch (-1: off)", minimum=-1, maximum=self.epochs - 1,
+                  error=ConfigError)
+        check_device_name(self.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        if unknown := sorted(set(values) - names):
+            raise ConfigError(f"unknown training settings {unknown}; the settings are {sorted(names)}")
+        return cls(**values)
+
+
+# Settings a resumed run may change: they move the run elsewhere but do not change its numbers.
+RESUME_SAFE = ("device", "compile")
+
+_DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
+
+
+def check_device_name(name: str) -> None:
+    """A device name torch understands and the kit can train on (availability is checked when used)."""
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"unknown device {name!r}; {_DEVICE_HINT}") from error
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {name!r} is not one the kit trains on; {_DEVICE_HINT}")

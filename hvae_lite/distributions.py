@@ -82,3 +82,20 @@ class MixturePrior(nn.Module):
         else:
             index = torch.full((n,), component, dtype=torch.long, device=self.means.device)
         return DiagonalGaussian(self.means[index], self.logvars[index]).sample(temperature)
+
+    @torch.no_grad()
+    def fit(self, means: Tensor, variances: Tensor, seed: int = 0) -> None:
+        """VaDE-style start: k-means (k-means++ start, `seed`) on posterior means (N, D) of the
+        data; each component takes a cluster's centre, share and spread, the spread covering its
+        members' posteriors (their `variances` (N, D)), not only their means."""
+        from scipy.cluster.vq import kmeans2
+
+        z, noise = means.detach().cpu().double(), variances.detach().cpu().double()
+        centres, labels = kmeans2(z.numpy(), self.means.shape[0], seed=seed, minit="++")
+        labels = torch.from_numpy(labels)
+        for k in range(len(centres)):
+            members = labels == k
+            spread = (z[members].var(0) if members.sum() > 1 else z.var(0)) + noise[members].mean(0).nan_to_num(1.0)
+            self.means[k] = torch.from_numpy(centres[k]).to(self.means)
+            self.logvars[k] = spread.clamp_min(1e-3).log().to(self.logvars)
+            self.logits[k] = math.log(max(int(members.sum()), 1) / len(z))

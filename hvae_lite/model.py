@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .blocks import LEAK, Branch, downsample, gaussian_head, upsample
 from .config import HVAEConfig
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .validate import check_images, check_int, check_temperature
 from .distributions import DiagonalGaussian, MixturePrior, soft_clamp, sum_except_batch
 from .likelihoods import OutputHead
@@ -301,6 +301,19 @@ class HVAE(nn.Module):
         check_temperature(temperature)
         features, _ = self.top_down(x.shape[0], self.bottom_up(x), keep_posterior=keep, temperature=temperature)
         return self.head.sample(features, binary=binary)
+
+    @torch.no_grad()
+    def fit_mixture_prior(self, x: Tensor, seed: int = 0, batch_size: int = 500) -> None:
+        """Start the mixture top prior from the data (VaDE-style): k-means on the top-latent
+        posteriors of x (N, C, S, S), binary for a Bernoulli model (`MixturePrior.fit`)."""
+        if self.top.mixture is None:
+            raise ConfigError("mixture_init_epoch is set, but the model has no mixture prior (top_prior='mixture')")
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        posteriors = [self.encode_top(batch.to(device)) for batch in x.split(batch_size)]
+        self.top.mixture.fit(torch.cat([q.mean for q in posteriors]), torch.cat([q.logvar.exp() for q in posteriors]), seed)
+        self.train(was_training)
 
     @torch.no_grad()
     def encode_top(self, x: Tensor) -> DiagonalGaussian:

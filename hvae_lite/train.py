@@ -1,10 +1,12 @@
-"""The trainer: the same loop in a terminal and in a notebook, with visible, counted stability."""
+"""The trainer: the same loop in a terminal and in a notebook, with visible, counted stability.
+
+TrainConfig (the settings) lives in config.py and the named recipes in recipes.py; both are
+importable from here too, as the notebooks do (`from hvae_lite.train import TrainConfig, Trainer`).
+"""
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,88 +14,15 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .checkpoints import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint
-from .config import check_field_types
+from .checkpoints import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint, warm_start
+from .config import RESUME_SAFE, TrainConfig, check_device_name
 from .data import DataSplit, dynamic_binarize, fixed_binarize, iterate_minibatches, random_occlusion_mask
 from .errors import CheckpointError, ConfigError, InputError, TrainingDiverged
 from .evaluate import heldout_elbo
 from .objectives import free_bits_at, kl_balance_weights, kl_weight, training_loss
-from .validate import check_float, check_images, check_int
+from .validate import check_images, check_int
 
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "resolve_device"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train; stored in every checkpoint beside the model config."""
-
-    epochs: int = 20
-    batch_size: int = 100
-    lr: float = 2e-3
-    lr_final_fraction: float = 0.1   # cosine decay of the learning rate to lr * this by the last epoch
-    warmup_epochs: float = 3.0       # KL warm-up length (0 = off)
-    free_bits: float = 0.0           # nats per latent layer below which KL is not penalised (0 = off)
-    free_bits_end_epoch: float = 0.0 # > 0: the floor falls linearly from the end of warm-up to 0 here
-    kl_balance: bool = False         # during warm-up, weight each layer's KL by its share (NVAE balancing)
-    ema_decay: float = 0.0           # > 0: keep an exponential moving average of the weights; evaluate it
-    grad_clip: float = 200.0         # max gradient norm; larger norms are scaled down
-    skip_threshold: float = 1e5      # skip (and count) an update whose gradient norm exceeds this
-    seed: int = 0
-    device: str = "auto"             # "auto" picks cuda, then mps, then cpu
-    amp: bool = False                # bf16 autocast for the training forward pass (evaluation stays fp32)
-    compile: bool = False            # torch.compile the training step (worth it on a GPU)
-    eval_seed: int = 0               # the fixed binarisation of the held-out images
-    init_from: str = ""              # start from this checkpoint's weights (layers of the same shape)
-    new_lr: float = 0.0              # > 0: learning rate of the parameters init_from did not provide
-    mixture_init_epoch: int = -1     # >= 0: at the start of this epoch, fit the mixture prior to the
-                                     # encoder's top latents by k-means (VaDE-style initialisation)
-
-    def __post_init__(self) -> None:
-        check_field_types(self)
-        check_int(self.epochs, "epochs", minimum=1, error=ConfigError)
-        check_int(self.batch_size, "batch_size", minimum=1, error=ConfigError)
-        check_float(self.lr, "lr", low=0.0, low_open=True, error=ConfigError)
-        check_float(self.lr_final_fraction, "lr_final_fraction", low=0.0, high=1.0, error=ConfigError)
-        for name in ("warmup_epochs", "free_bits", "free_bits_end_epoch"):
-            check_float(getattr(self, name), name, low=0.0, error=ConfigError)
-        if 0 < self.free_bits_end_epoch < self.warmup_epochs:
-            raise ConfigError(f"free_bits_end_epoch={self.free_bits_end_epoch:g} ends the free-bits floor before the "
-                              f"KL warm-up ends (warmup_epochs={self.warmup_epochs:g}); use 0 (keep the floor) "
-                              "or a value >= warmup_epochs")
-        check_float(self.ema_decay, "ema_decay", low=0.0, high=1.0, high_open=True, error=ConfigError)
-        check_float(self.grad_clip, "grad_clip", low=0.0, low_open=True, error=ConfigError)
-        check_float(self.skip_threshold, "skip_threshold", low=0.0, low_open=True, error=ConfigError)
-        check_int(self.mixture_init_epoch, "mixture_init_epoch (-1: off)", minimum=-1, maximum=self.epochs - 1,
-                  error=ConfigError)
-        check_device_name(self.device)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(values) - names):
-            raise ConfigError(f"unknown training settings {unknown}; the settings are {sorted(names)}")
-        return cls(**values)
-
-
-# Settings a resumed run may change: they move the run elsewhere but do not change its numbers.
-RESUME_SAFE = ("device", "compile")
-
-_DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
-
-
-def check_device_name(name: str) -> None:
-    """A device name torch understands and the kit can train on (availability is checked when used)."""
-    if name == "auto":
-        return
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as error:
-        raise ConfigError(f"unknown device {name!r}; {_DEVICE_HINT}") from error
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device {name!r} is not one the kit trains on; {_DEVICE_HINT}")
+__all__ = ["RESUME_SAFE", "TrainConfig", "Trainer", "TrainingDiverged", "resolve_device"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -168,15 +97,7 @@ class Trainer:
         self.ema = (torch.optim.swa_utils.AveragedModel(
             self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train_config.ema_decay))
             if train_config.ema_decay > 0 else None)
-        # A warm-started model's new parts (a new head, a context network) may learn faster than
-        # the trained body, which a large step would knock off its optimum.
-        new = [p for n, p in self.model.named_parameters() if copied and n not in copied]
-        groups = [{"params": [p for n, p in self.model.named_parameters() if not (copied and n not in copied)]}]
-        if new and train_config.new_lr > 0:
-            groups.append({"params": new, "lr": train_config.new_lr})
-        else:
-            groups[0]["params"] = list(self.model.parameters())
-        self.optimizer = torch.optim.Adamax(groups, lr=train_config.lr)
+        self.optimizer = torch.optim.Adamax(self._parameter_groups(copied), lr=train_config.lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=max(1, train_config.epochs),
             eta_min=train_config.lr * train_config.lr_final_fraction)
@@ -188,6 +109,17 @@ class Trainer:
         self.epoch, self.step, self.history = 0, 0, []
         self.interrupted = False  # set when Ctrl-C stopped fit()
         self._step_fn = torch.compile(self._loss) if train_config.compile else self._loss
+
+    def _parameter_groups(self, copied: set[str]) -> list[dict[str, Any]]:
+        """One group, or two when a warm start left new parts and new_lr is set: the new parts (a
+        new head, a context network) may learn faster than the trained body, which a large step
+        would knock off its optimum."""
+        named = list(self.model.named_parameters())
+        new = [p for n, p in named if copied and n not in copied]
+        if new and self.train_config.new_lr > 0:
+            return [{"params": [p for n, p in named if not (copied and n not in copied)]},
+                    {"params": new, "lr": self.train_config.new_lr}]
+        return [{"params": [p for _, p in named]}]
 
     @classmethod
     def resume(cls, path: str | Path, data: DataSplit, epochs: int | None = None, *,
@@ -265,6 +197,28 @@ class Trainer:
             weights = kl_balance_weights(out.kl.mean(0), units)
         return training_loss(out, beta, free_bits, weights), out.elbo.detach(), out.kl.detach()
 
+    def _update(self, x: torch.Tensor, observed: torch.Tensor | None, beta: float, free_bits: float,
+                totals: dict[str, Any]) -> bool:
+        """One optimiser step on a batch, added to `totals`; False when it was skipped (a non-finite
+        loss, or a non-finite or huge gradient: a wild update would undo many good ones)."""
+        loss, elbo, kl = self._step_fn(x, observed, beta, free_bits)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not self.dist.all_true(torch.isfinite(loss)):  # every rank skips together, or none does
+            return False
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_config.grad_clip)
+        if not torch.isfinite(grad_norm) or grad_norm > self.train_config.skip_threshold:
+            return False
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.step += 1
+        totals["loss"] += loss.detach().float().item() * len(x)  # the loss optimised (warm-up, free bits)
+        totals["elbo"] += elbo.float().sum().item()
+        totals["kl"] += kl.float().sum(0).cpu()
+        totals["images"] += len(x)
+        return True
+
     def _train_epoch(self) -> dict[str, Any]:
         cfg = self.train_config
         self.model.train()
@@ -275,8 +229,8 @@ class Trainer:
         n_images = len(self.data.train_images)
         n_batches = n_images // global_batch + (n_images % global_batch >= world)
         warmup_steps = int(cfg.warmup_epochs * n_batches)
-        elbo_sum, kl_sum, n_seen, skipped = 0.0, torch.zeros(self.model.n_latent_layers), 0, 0
-        start = time.perf_counter()
+        totals = {"loss": 0.0, "elbo": 0.0, "kl": torch.zeros(self.model.n_latent_layers), "images": 0}
+        skipped, start = 0, time.perf_counter()
         batches = iterate_minibatches(self.data.train_images, global_batch, shuffle=True, generator=self.data_rng)
         bar = tqdm(batches, total=n_batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                    disable=not self.progress or not self.dist.is_main, leave=False)
@@ -291,24 +245,10 @@ class Trainer:
                 observed = None if observed is None else observed.tensor_split(world)[rank]
             beta = kl_weight(self.step, warmup_steps)
             free_bits = free_bits_at(self.step / n_batches, cfg.free_bits, cfg.warmup_epochs, cfg.free_bits_end_epoch)
-            loss, elbo, kl = self._step_fn(x, observed, beta, free_bits)
-            self.optimizer.zero_grad(set_to_none=True)
-            if not self.dist.all_true(torch.isfinite(loss)):  # every rank skips together, or none does
+            if not self._update(x, observed, beta, free_bits, totals):
                 skipped += 1
                 continue
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            if not torch.isfinite(grad_norm) or grad_norm > cfg.skip_threshold:
-                skipped += 1  # a wild gradient would undo many good updates: drop it, count it
-                continue
-            self.optimizer.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.model)
-            self.step += 1
-            elbo_sum += elbo.float().sum().item()
-            kl_sum += kl.float().sum(0).cpu()
-            n_seen += len(x)
-            bar.set_postfix(elbo=f"{elbo.float().mean().item():.1f}", beta=f"{beta:.2f}")
+            bar.set_postfix(elbo=f"{totals['elbo'] / max(totals['images'], 1):.1f}", beta=f"{beta:.2f}")
         if skipped > n_batches // 2:
             raise TrainingDiverged(
                 f"epoch {self.epoch + 1}: {skipped} of {n_batches} updates had a non-finite or huge loss or "
@@ -316,13 +256,28 @@ class Trainer:
                 "try a lower learning rate, a longer KL warm-up or amp=False")
         seconds = time.perf_counter() - start
         if self.dist.enabled:  # sums over ranks: the record describes every global batch in full
-            totals = self.dist.sum(torch.tensor([elbo_sum, n_seen, *kl_sum.tolist()], dtype=torch.float64,
-                                                device=self.device))
-            elbo_sum, n_seen, kl_sum = totals[0].item(), int(totals[1].item()), totals[2:].float().cpu()
+            summed = self.dist.sum(torch.tensor([totals["loss"], totals["elbo"], totals["images"], *totals["kl"].tolist()],
+                                                dtype=torch.float64, device=self.device))
+            totals = {"loss": summed[0].item(), "elbo": summed[1].item(), "images": int(summed[2].item()),
+                      "kl": summed[3:].float().cpu()}
         self.scheduler.step()
-        return {"epoch": self.epoch + 1, "elbo": elbo_sum / max(n_seen, 1), "loss": -elbo_sum / max(n_seen, 1),
-                "kl": (kl_sum / max(n_seen, 1)).tolist(), "beta": beta, "free_bits": free_bits, "lr": self.optimizer.param_groups[0]["lr"],
-                "skipped": skipped, "images": n_seen, "seconds": seconds, "images_per_s": n_seen / seconds}
+        n_seen = max(totals["images"], 1)
+        return {"epoch": self.epoch + 1, "elbo": totals["elbo"] / n_seen, "loss": totals["loss"] / n_seen,
+                "kl": (totals["kl"] / n_seen).tolist(), "beta": beta, "free_bits": free_bits,
+                "lr": self.optimizer.param_groups[0]["lr"], "skipped": skipped, "images": totals["images"],
+                "seconds": seconds, "images_per_s": totals["images"] / seconds}
+
+    def _fit_mixture(self) -> None:
+        """VaDE-style start of a mixture prior (at mixture_init_epoch): fitted by k-means to the
+        encoder's top latents of the training images (binarised once, as evaluation does). The
+        optimiser forgets its running statistics of the mixture; the EMA copy takes the fit too."""
+        images = self.data.train_images
+        x = fixed_binarize(images, self.train_config.seed) if self.config.likelihood == "bernoulli" else images
+        self.model.fit_mixture_prior(x, seed=self.train_config.seed)
+        for parameter in self.model.top.mixture.parameters():
+            self.optimizer.state.pop(parameter, None)
+        if self.ema is not None:  # the average starts from the fitted mixture too
+            self.ema.module.top.mixture.load_state_dict(self.model.top.mixture.state_dict())
 
     def fit(self, until_epoch: int | None = None) -> list[dict[str, Any]]:
         """Train to `train_config.epochs`; Ctrl-C stops cleanly, keeping the last checkpoint.
@@ -341,10 +296,7 @@ class Trainer:
         try:
             for _ in bar:
                 if self.epoch == self.train_config.mixture_init_epoch:
-                    fit_mixture_to_encoder(self.model, self.data.train_images, self.optimizer,
-                                           self.train_config.seed)
-                    if self.ema is not None:  # the average starts from the fitted mixture too
-                        self.ema.module.top.mixture.load_state_dict(self.model.top.mixture.state_dict())
+                    self._fit_mixture()
                 record = self._train_epoch()
                 heldout = (heldout_elbo(self.eval_model, self.data.test_images, self.train_config.eval_seed)
                            if self.dist.is_main else None)
@@ -365,47 +317,3 @@ class Trainer:
             if self.dist.is_main:
                 print(f"Interrupted during epoch {self.epoch + 1}{where}. Returning the history so far.")
         return self.history
-
-
-def warm_start(model: torch.nn.Module, source: Checkpoint) -> tuple[str, set[str]]:
-    """Copy every weight of `source` (its evaluation weights) whose name and shape match `model`;
-    the rest keep their initialisation. Returns a one-line summary and the names copied."""
-    own = model.state_dict()
-    matched = {k: v for k, v in source.evaluation_state().items() if k in own and own[k].shape == v.shape}
-    if not matched:
-        raise ConfigError("init_from: the checkpoint shares no weights with this model (another architecture?)")
-    model.load_state_dict(matched, strict=False)
-    note = f"warm start: {len(matched)} of {len(own)} tensors copied, {len(own) - len(matched)} kept at initialisation"
-    return note, set(matched)
-
-
-@torch.no_grad()
-def fit_mixture_to_encoder(model: torch.nn.Module, images: torch.Tensor, optimizer: torch.optim.Optimizer,
-                           seed: int = 0) -> None:
-    """VaDE-style start for a mixture prior: k-means on the encoder's top-latent means of the
-    training images; each component takes a cluster's centre, spread and share. The optimiser
-    forgets its running statistics of the mixture's parameters."""
-    from scipy.cluster.vq import kmeans2
-
-    mixture = getattr(getattr(model, "top", None), "mixture", None)
-    if mixture is None:
-        raise ConfigError("mixture_init_epoch is set, but the model has no mixture prior (top_prior='mixture')")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    posteriors = [model.encode_top(fixed_binarize(batch, seed).to(device))
-                  for batch in iterate_minibatches(images, 500, shuffle=False)]
-    z = torch.cat([q.mean.cpu() for q in posteriors]).double()
-    noise = torch.cat([q.logvar.exp().cpu() for q in posteriors]).double()  # each posterior's own spread
-    centres, labels = kmeans2(z.numpy(), mixture.means.shape[0], seed=seed, minit="++")
-    labels = torch.from_numpy(labels)
-    for k in range(len(centres)):
-        members = labels == k
-        # A component must cover its members' posteriors, not only their means.
-        spread = (z[members].var(0) if members.sum() > 1 else z.var(0)) + noise[members].mean(0).nan_to_num(1.0)
-        mixture.means[k] = torch.from_numpy(centres[k]).to(mixture.means)
-        mixture.logvars[k] = spread.clamp_min(1e-3).log().to(mixture.logvars)
-        mixture.logits[k] = math.log(max(int(members.sum()), 1) / len(z))
-    for parameter in mixture.parameters():
-        optimizer.state.pop(parameter, None)
-    model.train(was_training)

@@ -4,6 +4,7 @@ import dataclasses
 import pytest
 
 from hvae_lite.config import PRESETS, HVAEConfig, depth_spec, get_preset, parse_latent_spec
+from hvae_lite.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -117,3 +118,10 @@ def test_replace_validates():
     assert get_preset("tiny").replace(width=4).width == 4
     with pytest.raises(ValueError, match="bad latent spec"):
         get_preset("tiny").replace(latent_spec="9x1")
+
+
+def test_a_conditional_model_refuses_a_mixture_top_prior_it_would_ignore():
+    with pytest.raises(ConfigError, match="conditional model's top prior comes from the observed pixels"):
+        get_preset("tiny", conditional=True, top_prior="mixture")
+    # A count of 0 skips the resolution: the top-down path starts at the first one with latents.
+    assert get_preset("tiny", latent_spec="7x0,14x2").resolutions == get_preset("tiny", latent_spec="14x2").resolutions

@@ -60,10 +60,12 @@ def test_history_fields(small_split):
                 "test_elbo", "test_kl"}
     assert expected <= set(record)
     assert record["epoch"] == 1 and record["skipped"] == 0
-    assert record["loss"] == pytest.approx(-record["elbo"])
+    assert record["loss"] < -record["elbo"]  # the loss optimised: in warm-up the KL weighs less than in the ELBO
     assert len(record["kl"]) == len(record["test_kl"]) == get_preset("tiny").n_latent_layers
     assert 0 < record["beta"] < 1  # still warming up: 4 of 12 warm-up steps done
     assert record["elbo"] < 0 and record["test_elbo"] < 0 and record["images_per_s"] > 0
+    plain = _trainer(small_split, warmup_epochs=0.0, free_bits=0.0).fit()[0]
+    assert plain["loss"] == pytest.approx(-plain["elbo"], rel=1e-5)  # no warm-up, no free bits: the loss is -ELBO
 
 
 def test_resume_continues_exactly(small_split, tmp_path):
@@ -262,8 +264,7 @@ def test_mixture_is_fitted_to_the_encoder(small_split, tmp_path):
                        init_from=str(tmp_path / "base.pt"), mixture_init_epoch=0, ema_decay=0.5)
     mixture = trainer.model.top.mixture
     before = mixture.means.detach().clone()
-    from hvae_lite.train import fit_mixture_to_encoder
-    fit_mixture_to_encoder(trainer.model, small_split.train_images, trainer.optimizer)
+    trainer.model.fit_mixture_prior(fixed_binarize(small_split.train_images, 0))
     z = trainer.model.encode_top(fixed_binarize(small_split.train_images, 0)).mean
     assert not torch.equal(before, mixture.means)
     # Every component owns some digits and the fitted weights are their shares.
@@ -274,4 +275,4 @@ def test_mixture_is_fitted_to_the_encoder(small_split, tmp_path):
     history = trainer.fit()
     assert math.isfinite(history[0]["test_elbo"])
     with pytest.raises(ValueError, match="no mixture prior"):
-        fit_mixture_to_encoder(HVAE(get_preset("tiny")), small_split.train_images, trainer.optimizer)
+        HVAE(get_preset("tiny")).fit_mixture_prior(fixed_binarize(small_split.train_images, 0))
