@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/ar_head.py [--names k7-w32 ...] [--threads 1] [--quick]
 
 Each variant starts from the shipped default `matryoshka` and fine-tunes with the recipe of the
-shipped `matryoshka-ar` (`pretrained.RECIPES`: 12 epochs, body at 2e-4, new parts at 2e-3), changing
+shipped `matryoshka-ar` (`recipes.RECIPES`: 12 epochs, body at 2e-4, new parts at 2e-3), changing
 only the head: its first masked convolution's kernel (the causal neighbourhood a pixel sees), the
 number of masked layers and their width. A "frozen body" variant trains the head alone (body
 learning rate 1e-6): the latents stay exactly the default's, so whatever it gains is the head's.
@@ -27,11 +27,14 @@ import torch
 from common import RESULTS_DIR, finished_run, machine, write_json
 from hvae_lite.checkpoints import save_checkpoint
 from hvae_lite.data import load_mnist
-from hvae_lite.evaluate import heldout_elbo_per_image, layers_in_use, mean_stderr, paired_difference
-from hvae_lite.pretrained import CHECKPOINT_DIR, FAST_RECIPES, RECIPES, REPO_ROOT, load_or_train, recipe_data
+from hvae_lite.evaluate import heldout_elbo_per_image, layers_in_use
+from hvae_lite.paths import BENCH_RUNS_DIR, CHECKPOINT_DIR
+from hvae_lite.pretrained import load_or_train
+from hvae_lite.recipes import FAST_RECIPES, RECIPES, recipe_data
+from hvae_lite.results import mean_stderr, paired_difference
 from hvae_lite.train import Trainer
 
-RUNS = REPO_ROOT / "runs" / "bench" / "ar_head"
+RUNS = BENCH_RUNS_DIR / "ar_head"
 SHIPPED = "k3-w16 (shipped)"
 # name -> (head settings, learning rate of the body); the new parts always train at the recipe's new_lr
 VARIANTS: dict[str, tuple[dict[str, int], float | None]] = {

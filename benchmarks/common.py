@@ -9,12 +9,12 @@ from typing import Any, Callable
 import torch
 
 from hvae_lite.checkpoints import Checkpoint, load_checkpoint
+from hvae_lite.paths import RESULTS_DIR
 from hvae_lite.data import DataSplit
 from hvae_lite.evaluate import (
     active_units, clustering_accuracy, evaluate, heldout_elbo, layers_in_use, mixture_assignments, prepare_heldout,
 )
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # IWAE on a fixed subset: k = 500 on all 1,000 held-out digits is 500,000 forward passes, hours on 2 cores.
 IWAE_K, IWAE_IMAGES = 500, 32
 ELBO_SUBSET = 100  # the first 100 held-out digits, torch seed 0: a check a test can recompute in a second

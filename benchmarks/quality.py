@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/quality.py [--epochs 10] [--depths 2 4 8 16] [--quick]
 
-Every model is trained with the same short recipe (ABLATION_RECIPE below, the first landing's
+Every model is trained with the same short recipe (hvae_lite.recipes.ABLATION_RECIPE, the first landing's
 shipped recipe: same epochs, batch, optimiser, warm-up, free bits) on the embedded split (seed 0) and scored with
 common.heldout_metrics. The HVAE variants are the width-32 (default `matryoshka`) family. A model whose
 config and recipe equal a shipped checkpoint's is not retrained: its manifest's numbers are used.
@@ -21,15 +21,12 @@ from typing import Any
 from common import IWAE_IMAGES, IWAE_K, RESULTS_DIR, heldout_metrics, machine, write_json
 from hvae_lite.baseline import MLPVAEConfig
 from hvae_lite.checkpoints import ModelConfig, load_checkpoint
-from hvae_lite.config import HVAEConfig, depth_spec, get_preset
+from hvae_lite.config import HVAEConfig, TrainConfig, depth_spec, get_preset
 from hvae_lite.data import DataSplit, load_mnist
-from hvae_lite.pretrained import CHECKPOINT_DIR, CHECKPOINT_NAMES, REPO_ROOT
-from hvae_lite.train import TrainConfig, Trainer
-
-
-# Ten epochs at equal budget for every variant (hours for the whole table on 2 cores); the shipped
-# checkpoints' 100-epoch recipe (hvae_lite.pretrained.RECIPES) would take days here.
-ABLATION_RECIPE = TrainConfig(epochs=10, lr=2e-3, warmup_epochs=3.0, free_bits=0.5, amp=True)
+from hvae_lite.paths import BENCH_RUNS_DIR, CHECKPOINT_DIR, REPO_ROOT
+from hvae_lite.recipes import ABLATION_RECIPE, CHECKPOINT_NAMES
+from hvae_lite.train import Trainer
+from tables import quality_table
 
 
 def variants(base: HVAEConfig, mlp: MLPVAEConfig, depths: list[int]) -> dict[str, ModelConfig]:
@@ -89,18 +86,6 @@ def run_variant(name: str, config: ModelConfig, train_config: TrainConfig, data:
             "source": source, **metrics}
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | latent layers | params | train s | held-out ELBO | IWAE NLL +- se | KL total | "
-             "layers with KL > 0.1 | active units |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        used = sum(kl > 0.1 for kl in r["kl_per_layer"])
-        lines.append(f"| {r['variant']} | {len(r['kl_per_layer'])} | {r['parameters'] / 1e6:.2f} M | "
-                     f"{r['train_seconds']:.0f} | {r['elbo']:.2f} | {r['nll_iwae']:.2f} +- {r['nll_iwae_stderr']:.2f} | "
-                     f"{r['kl_total']:.1f} | {used}/{len(r['kl_per_layer'])} | {sum(r['active_units'])} |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=ABLATION_RECIPE.epochs)
@@ -112,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n-iwae", type=int, default=IWAE_IMAGES)
     parser.add_argument("--quick", action="store_true", help="tiny models, 1 epoch, 200 digits (a smoke test)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "quality.json")
-    parser.add_argument("--run-dir", type=Path, default=REPO_ROOT / "runs" / "bench" / "quality")
+    parser.add_argument("--run-dir", type=Path, default=BENCH_RUNS_DIR / "quality")
     args = parser.parse_args(argv)
 
     data = load_mnist("embedded", seed=0)
@@ -144,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   "iwae": {"k": args.k, "images": f"the first {args.n_iwae} held-out digits"},
                   "machine": machine(), "rows": rows}
         write_json(args.out, result)  # after every row: an interrupted run keeps what it measured
-    print(markdown(rows))
+    print(quality_table(result))
     return result
 
 

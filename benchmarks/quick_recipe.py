@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/quick_recipe.py [--threads 1]
 
-Trains hvae_lite.pretrained.QUICK_RECIPES["matryoshka"] on the embedded split exactly as
+Trains hvae_lite.recipes.QUICK_RECIPES["matryoshka"] on the embedded split exactly as
 `load_or_train` would (into runs/bench/quick/, resumable), then scores it: held-out ELBO, layers
 in use, and the digit judge on 1,000 prior samples at temperature 1.0. Writes
 benchmarks/results/quick_recipe.json.
@@ -16,15 +16,17 @@ import torch
 
 from common import RESULTS_DIR, machine, write_json
 from hvae_lite.evaluate import heldout_elbo, layers_in_use
-from hvae_lite.explore import seeded
 from hvae_lite.judge import judge_images
-from hvae_lite.pretrained import QUICK_RECIPES, REPO_ROOT, load_judge, load_or_train, recipe_data
+from hvae_lite.paths import BENCH_RUNS_DIR
+from hvae_lite.pretrained import load_judge, load_or_train
+from hvae_lite.recipes import QUICK_RECIPES, recipe_data
+from hvae_lite.rng import seeded
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "bench" / "quick")
+    parser.add_argument("--runs", type=Path, default=BENCH_RUNS_DIR / "quick")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "quick_recipe.json")
     args = parser.parse_args(argv)
     if args.threads:

@@ -26,20 +26,22 @@ import torch
 
 from common import RESULTS_DIR, finished_run, machine, write_json
 from hvae_lite.baseline import MLPVAEConfig
-from hvae_lite.checkpoints import sha256_of
+from hvae_lite.checkpoints import read_manifest, sha256_of
 from hvae_lite.data import load_mnist
-from hvae_lite.evaluate import (clustering_accuracy, heldout_elbo_per_image, kmeans_assignments, layers_in_use, mean_stderr,
-                                mixture_assignments, paired_difference, per_image_scores, prepare_heldout)
-from hvae_lite.explore import component_samples, seeded
+from hvae_lite.evaluate import (clustering_accuracy, heldout_elbo_per_image, kmeans_assignments, layers_in_use,
+                                mixture_assignments, per_image_scores, prepare_heldout)
+from hvae_lite.explore import component_samples
 from hvae_lite.judge import judge_images
-from hvae_lite.pretrained import REPO_ROOT, load_judge, load_or_train, read_manifest
-from hvae_lite.train import TrainConfig, Trainer
+from hvae_lite.paths import BENCH_RUNS_DIR
+from hvae_lite.pretrained import load_judge, load_or_train
+from hvae_lite.recipes import MLP_BASELINE_RECIPE
+from hvae_lite.results import mean_stderr, paired_difference
+from hvae_lite.rng import seeded
+from hvae_lite.train import Trainer
 
-CACHE = REPO_ROOT / "runs" / "bench" / "shipped"
+CACHE = BENCH_RUNS_DIR / "shipped"
 MODELS = ("matryoshka", "matryoshka-ar", "mixture")
 BASELINE = "mlp-vae"
-# The floor: the classic VAE, trained until its held-out ELBO stopped improving (see the README).
-MLP_RECIPE = TrainConfig(epochs=300, lr=1e-3, warmup_epochs=10.0, ema_decay=0.998, amp=False)
 TEMPERATURES = (1.0, 0.8)
 N_SAMPLES = 1000
 PER_COMPONENT = 100
@@ -49,7 +51,7 @@ KMEANS_SEEDS = 5
 def mlp_baseline(data, quick: bool, cache_dir: Path):
     """The MLP VAE, trained once into runs/bench/shipped/mlp-vae.pt (resumed if interrupted)."""
     path = cache_dir / f"{'quick-' if quick else ''}mlp-vae.pt"
-    recipe = dataclasses.replace(MLP_RECIPE, epochs=2) if quick else MLP_RECIPE
+    recipe = dataclasses.replace(MLP_BASELINE_RECIPE, epochs=2) if quick else MLP_BASELINE_RECIPE
     return finished_run(path, recipe.epochs, data,
                         lambda: Trainer(MLPVAEConfig(), recipe, data, checkpoint_path=path, progress=False))
 

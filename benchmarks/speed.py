@@ -28,6 +28,7 @@ from hvae_lite.config import get_preset
 from hvae_lite.data import fixed_binarize, load_mnist
 from hvae_lite.model import HVAE
 from hvae_lite.objectives import iwae_log_likelihood, training_loss
+from tables import speed_table
 
 
 def _clamp(logvar: torch.Tensor) -> torch.Tensor:
@@ -180,21 +181,6 @@ def what_helps(name: str, x: torch.Tensor, reps: int, k: int) -> dict[str, Any]:
     return found
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| preset | params | GFLOP/img | train img/s fp32 | bf16 | plain fp32 | plain bf16 | "
-             "overhead fp32 | overhead bf16 | GFLOP/s (bf16) | IWAE img/s | samples/s | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['preset']} | {r['parameters'] / 1e6:.2f} M | {r['gflop_per_training_image']:.2f} | "
-            f"{r['train_images_per_s_fp32']:.0f} | {r['train_images_per_s_bf16']:.0f} | "
-            f"{r['plain_train_images_per_s_fp32']:.0f} | {r['plain_train_images_per_s_bf16']:.0f} | "
-            f"{100 * r['kit_overhead_fp32']:+.1f}% | {100 * r['kit_overhead_bf16']:+.1f}% | "
-            f"{r['gflop_per_s_bf16']:.1f} | {r['iwae_images_per_s']:.0f} | {r['sampling_images_per_s']:.1f} | "
-            f"{r['peak_rss_mb_so_far']:.0f} |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["matryoshka", "matryoshka-ar", "matryoshka-64"])
@@ -219,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {"benchmark": "speed", "machine": machine(), "load_average_before": load_before,
               "load_average_after": load_after, "batch": args.batch, "reps": args.reps, "iwae_k": args.k,
               "rows": rows, "what_helps": helps}
-    print(markdown(rows))
+    print(speed_table(result))
     print(helps)
     write_json(args.out, result)
     return result

@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from hvae_lite import claims
+from hvae_lite import results
+from hvae_lite.data import MASK_KINDS
+from hvae_lite.paths import CHECKPOINT_DIR, REPO_ROOT, RESULTS_DIR
+from hvae_lite.results import markdown_table, plus_minus
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
-DOCUMENTS = (HERE.parent / "README.md", HERE / "README.md")
-CHECKPOINTS = HERE.parent / "data" / "checkpoints"
+DOCUMENTS = (REPO_ROOT / "README.md", REPO_ROOT / "benchmarks" / "README.md")
 LABELS = {"matryoshka": "Matryoshka (default)", "matryoshka-ar": "+ lightweight AR head", "mixture": "mixture prior",
           "mlp-vae": "MLP VAE (floor)"}
 
@@ -31,64 +31,59 @@ class NotMeasured(Exception):
 
 
 def _load(name: str) -> dict[str, Any]:
-    path = RESULTS / name
+    path = RESULTS_DIR / name
     if not path.is_file():
         raise NotMeasured(name)
     return json.loads(path.read_text())
 
 
-_pm = claims.plus_minus
+_pm = plus_minus
 
 
 def models_table() -> str:
     shipped = _load("shipped.json")
     k = shipped["protocol"]["k"]
-    lines = [f"| model | epochs | training (min, 1 core) | held-out ELBO | IWAE-{k} NLL | layers in use | "
-             "confident samples (T = 1.0 / 0.8) | classifier score (T = 1.0) |",
-             "|---|---|---|---|---|---|---|---|"]
+    header = ["model", "epochs", "training (min, 1 core)", "held-out ELBO", f"IWAE-{k} NLL", "layers in use",
+              "confident samples (T = 1.0 / 0.8)", "classifier score (T = 1.0)"]
+    rows = []
     for name, row in shipped["models"].items():
         samples = row["samples"]
-        lines.append(
-            f"| {LABELS.get(name, name)} | {row['epochs']} | {row['train_seconds_with_base'] / 60:.0f} | "
-            f"{_pm(row['elbo'], row['elbo_stderr'])} | {_pm(row['nll_iwae'], row['nll_iwae_stderr'])} | "
-            f"{sum(row['in_use'])} of {len(row['in_use'])} | {samples['1']['confident_fraction']:.2f} / "
-            f"{samples['0.8']['confident_fraction']:.2f} | {samples['1']['classifier_score']:.2f} |")
+        rows.append((LABELS.get(name, name), row["epochs"], f"{row['train_seconds_with_base'] / 60:.0f}",
+                     _pm(row["elbo"], row["elbo_stderr"]), _pm(row["nll_iwae"], row["nll_iwae_stderr"]),
+                     f"{sum(row['in_use'])} of {len(row['in_use'])}",
+                     f"{samples['1']['confident_fraction']:.2f} / {samples['0.8']['confident_fraction']:.2f}",
+                     f"{samples['1']['classifier_score']:.2f}"))
     real = shipped["judge_on_real_heldout"]
-    lines.append(f"| real held-out digits (ceiling) | | | | | | {real['confident_fraction']:.2f} | "
-                 f"{real['classifier_score']:.2f} |")
-    return "\n".join(lines)
+    rows.append(("real held-out digits (ceiling)", "", "", "", "", "", f"{real['confident_fraction']:.2f}",
+                 f"{real['classifier_score']:.2f}"))
+    return markdown_table(header, rows)
 
 
 def paired_table() -> str:
     shipped = _load("shipped.json")
-    lines = ["| comparison (per digit, same 1,000 digits) | NLL difference (nats) |", "|---|---|"]
-    for pair, row in shipped["paired"].items():
-        lines.append(f"| {pair} | {_pm(row['nll_difference'], row['stderr'], 2)} |")
+    rows = [(pair, _pm(row["nll_difference"], row["stderr"], 2)) for pair, row in shipped["paired"].items()]
     gap = shipped["models"].get("matryoshka", {}).get("k_gap")
     if gap:
-        lines.append(f"| default: IWAE-{gap['k_big']} - IWAE-{gap['k_small']} (first {gap['n_images']} digits) | "
-                     f"{_pm(*gap['big_minus_small'], 2)} |")
-    return "\n".join(lines)
+        rows.append((f"default: IWAE-{gap['k_big']} - IWAE-{gap['k_small']} (first {gap['n_images']} digits)",
+                     _pm(*gap["big_minus_small"], 2)))
+    return markdown_table(["comparison (per digit, same 1,000 digits)", "NLL difference (nats)"], rows)
 
 
 def kl_table() -> str:
     shipped = _load("shipped.json")
     rows = {n: r for n, r in shipped["models"].items() if len(r["kl_per_layer"]) > 1}
     n_layers = max(len(r["kl_per_layer"]) for r in rows.values())
-    lines = ["| model | floor | " + " | ".join(f"z{i}" for i in range(n_layers)) + " |",
-             "|---|---|" + "---|" * n_layers]
-    for name, row in rows.items():
-        cells = [f"**{v:.2f}**" if used else f"{v:.2f}" for v, used in zip(row["kl_per_layer"], row["in_use"])]
-        lines.append(f"| {LABELS.get(name, name)} | {row['free_bits_floor']:g} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(["model", "floor", *(f"z{i}" for i in range(n_layers))], [
+        (LABELS.get(name, name), f"{row['free_bits_floor']:g}",
+         *(f"**{v:.2f}**" if used else f"{v:.2f}" for v, used in zip(row["kl_per_layer"], row["in_use"])))
+        for name, row in rows.items()])
 
 
 def judge_table() -> str:
-    judge = json.loads((CHECKPOINTS / "judge.json").read_text())["heldout"]
-    return ("| digit judge on the 1,000 held-out digits | grey levels | binarised |\n|---|---|---|\n"
-            f"| accuracy | {judge['accuracy_grey']:.3f} | {judge['accuracy_binarised']:.3f} |\n"
-            f"| confident (p >= 0.9) | {judge['confident_fraction_grey']:.3f} | "
-            f"{judge['confident_fraction_binarised']:.3f} |")
+    judge = json.loads((CHECKPOINT_DIR / "judge.json").read_text())["heldout"]
+    return markdown_table(["digit judge on the 1,000 held-out digits", "grey levels", "binarised"], [
+        ("accuracy", f"{judge['accuracy_grey']:.3f}", f"{judge['accuracy_binarised']:.3f}"),
+        ("confident (p >= 0.9)", f"{judge['confident_fraction_grey']:.3f}", f"{judge['confident_fraction_binarised']:.3f}")])
 
 
 def _mixture() -> dict[str, Any]:
@@ -101,29 +96,27 @@ def _mixture() -> dict[str, Any]:
 
 def mixture_table() -> str:
     mixture = _mixture()
-    lines = ["| measure | value |", "|---|---|",
-             f"| clustering accuracy (best one-to-one matching, 1,000 held-out digits) | "
-             f"{mixture['clustering_accuracy']:.3f} |",
-             f"| components used (>= 1 % of held-out digits) | {len(mixture['used_components'])} of "
-             f"{mixture['n_components']} |",
-             f"| judge purity of {mixture['samples_per_component']} samples per used component | "
-             f"{_pm(mixture['purity_mean_used'], mixture['purity_stderr_used'], 3)} |",
-             "| judge's class of each component | " + ", ".join(
-                 f"{c['component']}: {c['judge_class']} ({c['purity']:.2f})" for c in mixture["components"]) + " |"]
+    rows = [("clustering accuracy (best one-to-one matching, 1,000 held-out digits)", f"{mixture['clustering_accuracy']:.3f}"),
+            ("components used (>= 1 % of held-out digits)",
+             f"{len(mixture['used_components'])} of {mixture['n_components']}"),
+            (f"judge purity of {mixture['samples_per_component']} samples per used component",
+             _pm(mixture["purity_mean_used"], mixture["purity_stderr_used"], 3)),
+            ("judge's class of each component", ", ".join(
+                f"{c['component']}: {c['judge_class']} ({c['purity']:.2f})" for c in mixture["components"]))]
     for name, label in (("matryoshka", "the default model's"), ("mixture", "the mixture model's")):
         if name in mixture.get("kmeans", {}):
             runs = mixture["kmeans"][name]
-            lines.append(f"| baseline: k-means (10 clusters) on {label} top latents, {len(runs)} seeds | "
-                         f"{sum(runs) / len(runs):.3f} (from {min(runs):.3f} to {max(runs):.3f}) |")
-    return "\n".join(lines)
+            rows.append((f"baseline: k-means (10 clusters) on {label} top latents, {len(runs)} seeds",
+                         f"{sum(runs) / len(runs):.3f} (from {min(runs):.3f} to {max(runs):.3f})"))
+    return markdown_table(["measure", "value"], rows)
 
 
 def imputation_table() -> str:
     result = _load("imputation.json")
-    table = claims.imputation_table(result)
+    table = results.imputation_table(result)
     if result.get("k_check"):
         table += "\n\nThe same numbers with ten times more importance samples, on the first digits:\n\n"
-        table += claims.imputation_k_check_table(result)
+        table += results.imputation_k_check_table(result)
     return table
 
 
@@ -167,7 +160,7 @@ def _target_rows() -> list[tuple[str, str, str, bool | None]]:
         frac = ar["samples"]["1"]["confident_fraction"]
         rows.append(("AR model: confident prior samples, T = 1.0", ">= 0.75",
                      _pm(frac, ar["samples"]["1"]["confident_stderr"], 3), frac >= 0.75))
-    quick = RESULTS / "quick_recipe.json"
+    quick = RESULTS_DIR / "quick_recipe.json"
     if not quick.is_file():
         rows.append(("10-minute recipe: confident samples, T = 1.0", ">= 0.6",
                      "not measured (benchmarks/quick_recipe.py)", None))
@@ -190,14 +183,14 @@ def _target_rows() -> list[tuple[str, str, str, bool | None]]:
     else:
         rows.append(("mixture: NLL cost against the default (paired)", "<= 2 nats",
                      "not measured (benchmarks/shipped.py --names mixture)", None))
-    if not (RESULTS / "imputation.json").is_file():
+    if not (RESULTS_DIR / "imputation.json").is_file():
         rows.append(("conditional beats iterative on log p(missing given observed); judge accuracy on completions",
                      "every occlusion kind; >= 0.90 centre, >= 0.80 bottom",
                      "not measured (benchmarks/imputation.py)", None))
     else:
         imputation = {r["kind"]: r for r in _load("imputation.json")["rows"]}
         better = [kind for kind, r in imputation.items() if r["conditional_minus_iterative"] > 0]
-        kinds = 7  # hvae_lite.data.MASK_KINDS
+        kinds = len(MASK_KINDS)
         rows.append(("conditional beats iterative on log p(missing given observed)", "every occlusion kind",
                      f"{len(better)} of the {len(imputation)} kinds measured (of {kinds})",
                      False if len(better) < len(imputation) else True if len(imputation) == kinds else None))
@@ -210,40 +203,36 @@ def _target_rows() -> list[tuple[str, str, str, bool | None]]:
 
 
 def targets_table() -> str:
-    lines = ["| measure | target | measured | met |", "|---|---|---|---|"]
-    for measure, target, measured, met in _target_rows():
-        verdict = "not measured" if met is None else "yes" if met else "**no**"
-        lines.append(f"| {measure} | {target} | {measured} | {verdict} |")
-    return "\n".join(lines)
+    return markdown_table(["measure", "target", "measured", "met"], [
+        (measure, target, measured, "not measured" if met is None else "yes" if met else "**no**")
+        for measure, target, measured, met in _target_rows()])
 
 
-def quality_table() -> str:
-    """The equal-budget ablations of quality.json (the first landing's 10-epoch recipe)."""
-    quality = _load("quality.json")
-    lines = ["| model | latent layers | params | held-out ELBO | IWAE NLL (first 32 digits) |", "|---|---|---|---|---|"]
-    for r in quality["rows"]:
-        lines.append(f"| {r['variant']} | {len(r['kl_per_layer'])} | {r['parameters'] / 1e6:.2f} M | {r['elbo']:.1f} | "
-                     f"{_pm(r['nll_iwae'], r['nll_iwae_stderr'])} |")
-    return "\n".join(lines)
+def quality_table(quality: dict[str, Any] | None = None) -> str:
+    """The equal-budget ablations (quality.json, or the result `benchmarks/quality.py` just measured)."""
+    quality = _load("quality.json") if quality is None else quality
+    iwae_images = quality.get("iwae", {}).get("images", "the first 32 held-out digits")  # as quality.py wrote it
+    iwae_column = "IWAE NLL (" + iwae_images.removeprefix("the ").replace(" held-out", "") + ")"
+    return markdown_table(["model", "latent layers", "params", "held-out ELBO", iwae_column], [
+        (r["variant"], len(r["kl_per_layer"]), f"{r['parameters'] / 1e6:.2f} M", f"{r['elbo']:.1f}",
+         _pm(r["nll_iwae"], r["nll_iwae_stderr"])) for r in quality["rows"]])
 
 
-def speed_table() -> str:
-    speed = _load("speed.json")
-    lines = ["| preset | params | GFLOP per training image | train images/s fp32 / bf16 | plain loop fp32 / bf16 | "
-             "kit overhead fp32 / bf16 | achieved GFLOP/s (bf16) | IWAE images/s | samples/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in speed["rows"]:
-        lines.append(
-            f"| {r['preset']} | {r['parameters'] / 1e6:.2f} M | {r['gflop_per_training_image']:.2f} | "
-            f"{r['train_images_per_s_fp32']:.0f} / {r['train_images_per_s_bf16']:.0f} | "
-            f"{r['plain_train_images_per_s_fp32']:.0f} / {r['plain_train_images_per_s_bf16']:.0f} | "
-            f"{100 * r['kit_overhead_fp32']:+.1f} % / {100 * r['kit_overhead_bf16']:+.1f} % | {r['gflop_per_s_bf16']:.0f} | "
-            f"{r['iwae_images_per_s']:.0f} | {r['sampling_images_per_s']:.1f} |")
-    return "\n".join(lines)
+def speed_table(speed: dict[str, Any] | None = None) -> str:
+    """Throughput per preset (speed.json, or the result `benchmarks/speed.py` just measured)."""
+    speed = _load("speed.json") if speed is None else speed
+    header = ["preset", "params", "GFLOP per training image", "train images/s fp32 / bf16", "plain loop fp32 / bf16",
+              "kit overhead fp32 / bf16", "achieved GFLOP/s (bf16)", "IWAE images/s", "samples/s"]
+    return markdown_table(header, [
+        (r["preset"], f"{r['parameters'] / 1e6:.2f} M", f"{r['gflop_per_training_image']:.2f}",
+         f"{r['train_images_per_s_fp32']:.0f} / {r['train_images_per_s_bf16']:.0f}",
+         f"{r['plain_train_images_per_s_fp32']:.0f} / {r['plain_train_images_per_s_bf16']:.0f}",
+         f"{100 * r['kit_overhead_fp32']:+.1f} % / {100 * r['kit_overhead_bf16']:+.1f} %", f"{r['gflop_per_s_bf16']:.0f}",
+         f"{r['iwae_images_per_s']:.0f}", f"{r['sampling_images_per_s']:.1f}") for r in speed["rows"]])
 
 
 def ar_head_table() -> str:
-    return claims.ar_head_table(_load("ar_head.json"))
+    return results.ar_head_table(_load("ar_head.json"))
 
 
 TABLES: dict[str, Callable[[], str]] = {

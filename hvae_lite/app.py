@@ -9,7 +9,8 @@ import ipywidgets as widgets
 from IPython.display import display
 
 from .data import fixed_binarize, load_embedded_mnist
-from .pretrained import fast_mode, load_or_train
+from .pretrained import load_or_train
+from .recipes import fast_mode
 from .widgets import ClusterExplorer, Explorer, ImputationExplorer, LayerExplorer, headless_mode
 
 # (tab title, what to try): one line above each explorer.

@@ -24,9 +24,9 @@ from torch import Tensor
 from .baseline import MLPVAE
 from .data import MASK_KINDS, occlusion_mask
 from .errors import InputError
-from .explore import model_device, seeded
 from .model import HVAE
 from .objectives import iwae_log_likelihood
+from .rng import seeded
 from .validate import check_images, check_int, check_mask, check_model_images, check_temperature
 
 Model = HVAE | MLPVAE
@@ -77,7 +77,7 @@ def impute_iterative(model: Model, x: Tensor, observed: Tensor, n_steps: int = 2
     x, observed = _check(model, x, observed, conditional=False)
     check_int(n_steps, "n_steps", minimum=1)
     check_int(n_samples, "n_samples", minimum=1)
-    device = model_device(model)
+    device = next(model.parameters()).device
     model.eval()
     x, observed = _repeat(x.to(device), n_samples), _repeat(observed.to(device), n_samples)
     chain = []
@@ -103,7 +103,7 @@ def impute_conditional(model: HVAE, x: Tensor, observed: Tensor, n_samples: int 
     x, observed = _check(model, x, observed, conditional=True)
     check_int(n_samples, "n_samples", minimum=1)
     check_temperature(temperature)
-    device = model_device(model)
+    device = next(model.parameters()).device
     model.eval()
     x, observed = _repeat(x.to(device), n_samples), _repeat(observed.to(device), n_samples)
     with seeded(seed, device):
@@ -134,7 +134,10 @@ def occlusion_gallery(models: Mapping[str, Model], images: Tensor, kinds: Sequen
         raise InputError("give at least one model, e.g. {'iterative': model}")
     if isinstance(kinds, str) or not kinds or any(kind not in MASK_KINDS for kind in kinds):
         raise InputError(f"kinds must be a non-empty list of mask kinds from {MASK_KINDS}, got {kinds!r}")
-    images = check_images(images, name="images")
+    shapes = {model.config.image_shape for model in models.values()}
+    if len(shapes) > 1:
+        raise InputError(f"the models read images of different shapes {sorted(shapes)}: compare models of one data set")
+    images = check_images(images, name="images", shape=shapes.pop())  # e.g. (3, 32, 32) for CIFAR-10 models
     n_kinds, size = len(kinds), images.shape[-1]
     x = images.repeat_interleave(n_kinds, dim=0)
     generator = torch.Generator().manual_seed(seed)
@@ -169,7 +172,7 @@ def missing_log_likelihood(model: Model, x: Tensor, observed: Tensor, k: int = 1
     check_int(chunk_size, "chunk_size", minimum=1)
     if seed is None:  # still one seed for both bounds below
         seed = int(torch.randint(2**62, ()))
-    device = model_device(model)
+    device = next(model.parameters()).device
     model.eval()
     x, observed = x.to(device), observed.to(device)
     if model.config.conditional:
@@ -186,7 +189,7 @@ def missing_log_likelihood(model: Model, x: Tensor, observed: Tensor, k: int = 1
 def full_log_likelihood(model: Model, x: Tensor, k: int = 100, chunk_size: int = 100, seed: int = 0) -> Tensor:
     """IWAE-k log p(x) with the latent samples of `seed`: the first term of the unconditional
     `missing_log_likelihood`. (B, C, H, W) -> (B,) on the CPU."""
-    device = model_device(model)
+    device = next(model.parameters()).device
     model.eval()
     with seeded(seed, device):
         return iwae_log_likelihood(model, x.to(device), k, chunk_size).cpu()

@@ -468,7 +468,7 @@ def _widgets():
 
 
 def _read_manifest_with(f: Fixtures, text: str) -> Any:
-    from hvae_lite.pretrained import read_manifest
+    from hvae_lite.checkpoints import read_manifest
     folder = f.path("shipped")
     folder.mkdir()
     (folder / "matryoshka.json").write_text(text)

@@ -143,3 +143,15 @@ def test_occlusion_gallery_shows_each_image_under_each_kind_with_each_route(trai
     assert torch.equal(gallery.completions["conditional"], expected)
     with pytest.raises(ValueError, match="mask kinds"):
         occlusion_gallery(models, digits[:2], kinds=["diagonal"])
+
+
+def test_occlusion_gallery_takes_the_models_image_shape():
+    """Colour images for a colour model (not checked against the MNIST shape)."""
+    torch.manual_seed(0)
+    model = HVAE(get_preset("tiny", image_size=32, image_channels=3, likelihood="logistic", latent_spec="8x1,16x1",
+                            logistic_components=2)).eval()
+    images = torch.rand(2, 3, 32, 32).mul(255).round().div(255)
+    gallery = occlusion_gallery({"iterative": model}, images, kinds=["center"], n_samples=1, n_steps=1)
+    assert gallery.completions["iterative"].shape == (2, 1, 3, 32, 32)
+    with pytest.raises(ValueError, match="images must have shape"):
+        occlusion_gallery({"iterative": model}, torch.rand(2, 1, 28, 28), kinds=["center"])

@@ -1,4 +1,5 @@
-"""The kit installs like a library: a wheel installed outside the source tree finds the shipped checkpoints.
+"""The kit installs like a library: a wheel installed outside the source tree finds the shipped checkpoints
+and writes nothing into site-packages (runs and downloads go to the user's cache folder).
 
 Builds a wheel of this checkout, installs it (no dependencies) into a fresh virtual environment that
 borrows the running environment's packages through a .pth file (so torch is never downloaded), and
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hvae_lite.pretrained import CHECKPOINT_DIR, CHECKPOINT_NAMES
+from hvae_lite.paths import CHECKPOINT_DIR
+from hvae_lite.recipes import CHECKPOINT_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [name for name in CHECKPOINT_NAMES if (CHECKPOINT_DIR / f"{name}.pt").is_file()]
@@ -26,14 +28,15 @@ import json, sys, warnings
 import torch
 warnings.filterwarnings("error", "no shipped checkpoint")  # it would train for minutes: fail instead
 import hvae_lite
-from hvae_lite import plots
-from hvae_lite.pretrained import CHECKPOINT_DIR, RUNS_DIR, load_or_train
+from hvae_lite import paths, plots
+from hvae_lite.pretrained import load_or_train
 name = sys.argv[1]
 model = load_or_train(name, fast=False, progress=False).model()
 torch.manual_seed(0)
 figure = plots.image_grid(model.sample(4))
 figure.savefig("samples.png")
-print(json.dumps({"package": hvae_lite.__file__, "checkpoints": str(CHECKPOINT_DIR), "runs": str(RUNS_DIR)}))
+print(json.dumps({"package": hvae_lite.__file__, **paths.describe(), "pretrained": str(paths.PRETRAINED_RUNS_DIR),
+                  "bench": str(paths.BENCH_RUNS_DIR)}))
 """
 
 
@@ -61,6 +64,7 @@ def installed_python(tmp_path_factory):
 def test_installed_wheel_loads_a_shipped_checkpoint_outside_the_source_tree(installed_python, tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "HVAE_LITE_FAST")}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    env.pop("HVAE_LITE_DATA", None)  # the default download folder, not an override
     run = subprocess.run([str(installed_python), "-c", SCRIPT, SHIPPED[0]], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -68,5 +72,9 @@ def test_installed_wheel_loads_a_shipped_checkpoint_outside_the_source_tree(inst
     site = installed_python.parent.parent
     assert Path(where["package"]).is_relative_to(site), f"imported {where['package']}, not the installed wheel"
     assert Path(where["checkpoints"]) == Path(where["package"]).parent / "shipped"
-    assert Path(where["runs"]).is_relative_to(tmp_path / "cache")  # the user's cache, not site-packages
+    assert where["in_source_tree"] == "False"
+    # Everything the kit writes goes to the user's cache folder, never into site-packages.
+    for key in ("runs", "pretrained", "bench", "downloads", "results"):
+        assert Path(where[key]).is_relative_to(tmp_path / "cache"), (key, where[key])
+        assert not Path(where[key]).is_relative_to(site), (key, where[key])
     assert (tmp_path / "samples.png").stat().st_size > 1000

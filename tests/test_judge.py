@@ -86,7 +86,8 @@ def test_load_judge_trains_and_caches_when_nothing_is_shipped(tmp_path, monkeypa
 def test_the_shipped_judge_meets_its_manifest(embedded):
     """The shipped judge: >= 98 % accurate on the 1,000 held-out digits, as its manifest says."""
     import json
-    from hvae_lite.pretrained import CHECKPOINT_DIR, load_judge
+    from hvae_lite.paths import CHECKPOINT_DIR
+    from hvae_lite.pretrained import load_judge
     manifest = json.loads((CHECKPOINT_DIR / "judge.json").read_text())
     verdict = judge_images(load_judge(progress=False), embedded.test_images, embedded.test_labels)
     assert verdict.accuracy == pytest.approx(manifest["heldout"]["accuracy_grey"])

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hvae_lite import __main__ as cli
+from hvae_lite.cli import parse_overrides
 from hvae_lite.checkpoints import load_checkpoint
 from hvae_lite.config import HVAEConfig, get_preset
 from hvae_lite.errors import ConfigError, HVAELiteError, InputError
@@ -165,7 +166,7 @@ MODEL_FIELDS = [f for f in HVAEConfig.__dataclass_fields__]
 def test_set_overrides_are_typed_or_a_config_error(pairs):
     """--set KEY=VALUE: a config whose every field has its declared type, or a ConfigError."""
     try:
-        config = get_preset("tiny", **cli._parse_overrides([f"{k}={v}" for k, v in pairs]))
+        config = get_preset("tiny", **parse_overrides([f"{k}={v}" for k, v in pairs]))
     except ConfigError as error:
         assert str(error)
         return

@@ -8,9 +8,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hvae_lite.pretrained import recipe_for
-from hvae_lite.report import (REPO_ROOT, REPORT_NOTEBOOK, check_parameters, export_html, mixture_variant, parse_value,
-                              render_math)
+from hvae_lite.cli import parse_value
+from hvae_lite.export import export_html, render_math
+from hvae_lite.paths import REPO_ROOT
+from hvae_lite.pretrained import mixture_variant
+from hvae_lite.recipes import recipe_for
+from hvae_lite.report import REPORT_NOTEBOOK, check_parameters
 
 # A tag that makes a browser fetch something from the web: script src, link href, img src, CSS imports.
 EXTERNAL = re.compile(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*[\"']?(https?:)?//"

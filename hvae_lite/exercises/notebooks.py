@@ -13,9 +13,11 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from .. import paths
+
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError()"
-EXERCISES_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "exercises"
+EXERCISES_DIR = paths.NOTEBOOKS_DIR / "exercises"
 SOLUTIONS_DIR, STUDENT_DIR = EXERCISES_DIR / "solutions", EXERCISES_DIR / "student"
 
 

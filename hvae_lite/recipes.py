@@ -1,0 +1,137 @@
+"""Every training recipe of the kit, in this one module, and the fast-mode switch.
+
+- RECIPES: how each shipped checkpoint was trained (hours on a CPU; `make checkpoints`);
+- QUICK_RECIPES: the same ideas in about 10 minutes, what `load_or_train` trains when no shipped
+  file exists;
+- FAST_RECIPES: tiny models in seconds, for the tests and fast notebook runs (env HVAE_LITE_FAST=1);
+- ABLATION_RECIPE, MLP_BASELINE_RECIPE: the benchmarks' equal-budget ablations and converged
+  MLP baseline; CHALLENGE_BASELINE: the exercise whose recipe the student improves.
+
+A `Recipe` names a preset (with overrides), a TrainConfig and, for a fine-tune, the checkpoint
+it starts from; `Recipe.command` is the `python -m hvae_lite train` line that trains it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .config import HVAEConfig, TrainConfig, get_preset
+from .data import DataSplit, load_mnist
+from .errors import InputError
+
+FAST_ENV = "HVAE_LITE_FAST"
+
+
+def fast_mode(fast: bool | None = None) -> bool:
+    """The argument, else env HVAE_LITE_FAST == '1': tiny models trained in seconds, claims not checked."""
+    return os.environ.get(FAST_ENV) == "1" if fast is None else fast
+
+
+# TrainConfig fields `python -m hvae_lite train` has flags for: valued flags, then switches.
+_CLI_VALUES = ("epochs", "batch_size", "lr", "warmup_epochs", "free_bits", "free_bits_end_epoch", "ema_decay",
+               "grad_clip", "seed", "init_from", "new_lr", "mixture_init_epoch")
+_CLI_SWITCHES = ("kl_balance", "amp")
+_CLI_FIELDS = _CLI_VALUES + _CLI_SWITCHES
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one named checkpoint is trained: a preset (with overrides) and a TrainConfig."""
+
+    preset: str
+    train: TrainConfig
+    overrides: dict[str, Any] = field(default_factory=dict)  # HVAEConfig fields changed from the preset
+    base: str | None = None      # warm start from this named checkpoint (its trained weights)
+    n_train: int | None = None   # use only the first n training digits (fast mode); None = all 4,000
+    n_test: int | None = None    # held-out digits scored after each epoch; None = all 1,000
+
+    @property
+    def config(self) -> HVAEConfig:
+        return get_preset(self.preset, **self.overrides)
+
+    def command(self, out: str | Path) -> list[str]:
+        """The `python -m hvae_lite train` command line that trains this recipe into `out`."""
+        if self.n_train is not None or self.n_test is not None:
+            raise InputError("the command line always trains on the whole embedded split")
+        default = TrainConfig()
+        unexposed = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _CLI_FIELDS
+                     and getattr(self.train, f.name) != getattr(default, f.name)]
+        if unexposed:
+            raise InputError(f"the command line cannot set {unexposed}: keep their defaults in a shipped recipe")
+        args = ["python", "-m", "hvae_lite", "train", "--preset", self.preset, "--out", str(out), "--quiet"]
+        for key, value in self.overrides.items():
+            args += ["--set", f"{key}={value}"]
+        for name in _CLI_VALUES:
+            if getattr(self.train, name) != getattr(default, name):
+                args += [f"--{name.replace('_', '-')}", str(getattr(self.train, name))]
+        return args + [f"--{name.replace('_', '-')}" for name in _CLI_SWITCHES if getattr(self.train, name)]
+
+
+# The shipped recipes (benchmarks/README.md has what each reaches and how long it took on one core).
+# The default and the mixture model train 100 epochs: a 10-epoch warm-up with NVAE's KL balancing
+# spreads information over all layers, free bits (0.5 nats) hold each layer open and are annealed
+# away by epoch 60 so every posterior ends close to its prior, and an EMA of the weights is what is
+# evaluated and shipped. The AR and imputation models start from the trained default (`base`).
+_LONG = TrainConfig(epochs=100, lr=2e-3, warmup_epochs=10.0, kl_balance=True, free_bits=0.5,
+                    free_bits_end_epoch=60.0, ema_decay=0.998, amp=True)
+_FINE_TUNE = TrainConfig(epochs=12, lr=2e-4, warmup_epochs=0.0, ema_decay=0.995, amp=True,
+                         init_from=f"{paths.CHECKPOINT_RUNS}/matryoshka.pt", new_lr=2e-3)
+RECIPES: dict[str, Recipe] = {
+    "matryoshka": Recipe("matryoshka", _LONG),
+    "mixture": Recipe("mixture", dataclasses.replace(_LONG, mixture_init_epoch=10)),
+    "matryoshka-ar": Recipe("matryoshka-ar", _FINE_TUNE, base="matryoshka"),
+    "imputation": Recipe("imputation", _FINE_TUNE, base="matryoshka"),
+}
+CHECKPOINT_NAMES = tuple(RECIPES)
+
+# "Train it yourself" (no shipped checkpoint): the same ideas in about 10 minutes on a laptop CPU
+# (fp32: bf16 autocast is slow on CPUs without bf16 instructions).
+_QUICK = TrainConfig(epochs=12, batch_size=16, lr=2e-3, warmup_epochs=3.0, kl_balance=True, free_bits=0.5,
+                     free_bits_end_epoch=10.0, ema_decay=0.95)
+_QUICK_FINE_TUNE = TrainConfig(epochs=5, lr=2e-4, warmup_epochs=0.0, ema_decay=0.99, new_lr=2e-3)
+QUICK_RECIPES: dict[str, Recipe] = {
+    "matryoshka": Recipe("matryoshka", _QUICK),
+    "mixture": Recipe("mixture", dataclasses.replace(_QUICK, mixture_init_epoch=3)),
+    "matryoshka-ar": Recipe("matryoshka-ar", _QUICK_FINE_TUNE, base="matryoshka"),
+    "imputation": Recipe("imputation", _QUICK_FINE_TUNE, base="matryoshka"),
+}
+
+# Fast mode: the same kinds of model on the tiny preset, one epoch on 300 digits (seconds).
+_FAST_TRAIN = TrainConfig(epochs=1, batch_size=50, warmup_epochs=0.5, free_bits=0.1)
+FAST_RECIPES: dict[str, Recipe] = {
+    "matryoshka": Recipe("tiny", _FAST_TRAIN, n_train=300, n_test=100),
+    "matryoshka-ar": Recipe("tiny", _FAST_TRAIN, {"ar_layers": 1, "ar_kernel": 3}, "matryoshka", 300, 100),
+    "mixture": Recipe("tiny", _FAST_TRAIN, {"top_prior": "mixture"}, n_train=300, n_test=100),
+    "imputation": Recipe("tiny", _FAST_TRAIN, {"conditional": True}, "matryoshka", 300, 100),
+}
+
+# The benchmarks (benchmarks/quality.py): ten epochs at equal budget for every variant, the first
+# landing's shipped recipe (hours for the whole table on 2 cores; the 100-epoch recipe would take days).
+ABLATION_RECIPE = TrainConfig(epochs=10, lr=2e-3, warmup_epochs=3.0, free_bits=0.5, amp=True)
+# The floor (benchmarks/shipped.py): the classic MLP VAE, trained until its held-out ELBO stopped improving.
+MLP_BASELINE_RECIPE = TrainConfig(epochs=300, lr=1e-3, warmup_epochs=10.0, ema_decay=0.998, amp=False)
+# The open exercise (exercises.demos.recipe_challenge): the budget (epochs, data, seed, model) is
+# fixed; the rest of the recipe is the student's.
+CHALLENGE_BASELINE = TrainConfig(epochs=2, batch_size=100, lr=2e-3, warmup_epochs=1.0, seed=0)
+
+
+def check_name(name: str) -> None:
+    """An InputError unless `name` is one of the named checkpoints (CHECKPOINT_NAMES)."""
+    if name not in CHECKPOINT_NAMES:
+        raise InputError(f"unknown checkpoint {name!r}; choose one of {CHECKPOINT_NAMES}")
+
+
+def recipe_for(name: str, fast: bool | None = None) -> Recipe:
+    """The recipe `load_or_train` trains `name` with when no shipped file exists: the fast one
+    (tests, CI) or the 10-minute one (QUICK_RECIPES), never the hour-long shipped recipe."""
+    check_name(name)
+    return FAST_RECIPES[name] if fast_mode(fast) else QUICK_RECIPES[name]
+
+
+def recipe_data(recipe: Recipe, split_seed: int = 0) -> DataSplit:
+    """The embedded split, cut to the recipe's number of digits."""
+    return load_mnist("embedded", seed=split_seed).subset(recipe.n_train, recipe.n_test)

@@ -1,0 +1,235 @@
+"""Results: reading the benchmark results files, the measures notebooks use, the one verdict rule
+and the one Markdown table renderer (notebooks, benchmarks and the README tables all use these).
+
+`measured(key)` reads one named measure from `benchmarks/results/*.json` through
+`result(name, *path)`; the file names and the keys notebooks read live here (RESULT_FILES,
+MEASURES), so renaming a file or a key is a one-line change.
+
+`verdict(difference, stderr)` turns a difference and its standard error into "better", "worse"
+or "not distinguishable" (more than two standard errors either way, or not): a raw `>` between
+two noisy numbers is not a verdict. `compare_paired` computes the paired difference first.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import paths
+from .errors import InputError
+
+# result name -> file under benchmarks/results/ (written by the benchmark scripts)
+RESULT_FILES = {
+    "quality": "quality.json",          # held-out ELBO / IWAE of each variant at equal budget
+    "speed": "speed.json",              # images/s, GFLOP/s
+    "shipped": "shipped.json",          # the shipped checkpoints on the full protocol (benchmarks/shipped.py)
+    "imputation": "imputation.json",    # both imputation routes on every occlusion kind
+    "ar_head": "ar_head.json",          # autoregressive heads of several sizes on the default model
+}
+
+# The measures notebooks read from the results files, each by one path (see `result`): a renamed
+# file, key or variant is a one-line change here. Missing files or keys read as None ("not measured").
+MEASURES: dict[str, tuple[Any, ...]] = {
+    # equal-budget ablations (benchmarks/quality.py): one row per variant
+    "quality_rows": ("quality", "rows"),
+    "quality_recipe": ("quality", "train_config"),
+    "quality_iwae": ("quality", "iwae"),
+    "shallow": ("quality", "rows", {"variant": "mlp-vae"}),
+    "shallow_converged": ("quality", "rows", {"variant": "mlp-vae-200ep"}),
+    "naive_stack": ("quality", "rows", {"variant": "no-td-path"}),
+    "no_merge": ("quality", "rows", {"variant": "no-merge"}),
+    "matryoshka": ("quality", "rows", {"variant": "matryoshka"}),
+    "matryoshka_ar": ("quality", "rows", {"variant": "matryoshka-ar"}),
+    # the shipped checkpoints on the full protocol, with the digit judge (a classifier)
+    "judge_samples": ("shipped", "models", "matryoshka", "samples", "1"),
+    "judge_samples_ar": ("shipped", "models", "matryoshka-ar", "samples", "1"),
+    "judge_real_digits": ("shipped", "judge_on_real_heldout"),
+    "shipped_default": ("shipped", "models", "matryoshka"),
+    "shipped_ar": ("shipped", "models", "matryoshka-ar"),
+    "ar_vs_default": ("shipped", "paired", "matryoshka-ar - matryoshka"),
+    "deep_vs_converged_shallow": ("shipped", "paired", "matryoshka - mlp-vae"),
+    # class structure and imputation
+    "clustering": ("shipped", "models", "mixture", "mixture"),
+    "imputation_rows": ("imputation", "rows"),
+}
+
+
+def read_results(name: str, results_dir: str | Path | None = None) -> dict[str, Any] | None:
+    """The parsed `benchmarks/results/<file>.json` of a result name, or None when the file is
+    missing (not measured yet). A file that is not valid JSON raises InputError (a ValueError)."""
+    if name not in RESULT_FILES:
+        raise InputError(f"unknown result {name!r}; known: {sorted(RESULT_FILES)}")
+    path = Path(results_dir or paths.RESULTS_DIR) / RESULT_FILES[name]
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path} is not valid JSON ({error}); rerun the benchmark that writes it") from None
+
+
+def result(name: str, *path: str | int | Mapping[str, Any], default: Any = None,
+           results_dir: str | Path | None = None) -> Any:
+    """One value of a results file, reached by `path`, or `default` when the file or any step is missing.
+
+    Each step is a key (str), a list index (int) or a row selector: a mapping such as
+    {"variant": "matryoshka"} picks the first row of a list whose fields match.
+    E.g. result("quality", "rows", {"variant": "no-merge"}, "nll_iwae").
+    """
+    node: Any = read_results(name, results_dir)
+    for step in path:
+        if node is None:
+            return default
+        if isinstance(step, Mapping):
+            rows = node if isinstance(node, list) else []
+            node = next((row for row in rows if isinstance(row, Mapping)
+                         and all(row.get(k) == v for k, v in step.items())), None)
+        elif isinstance(step, int) and not isinstance(step, bool):
+            node = node[step] if isinstance(node, list) and -len(node) <= step < len(node) else None
+        elif isinstance(step, str):
+            node = node.get(step) if isinstance(node, Mapping) else None
+        else:
+            raise TypeError(f"a path step is a key, an index or a row selector, got {step!r}")
+    return default if node is None else node
+
+
+def measured(key: str, default: Any = None, results_dir: str | Path | None = None) -> Any:
+    """The value of a named measure (see MEASURES), or `default` when it is not in the results yet."""
+    if key not in MEASURES:
+        raise InputError(f"unknown measure {key!r}; known: {sorted(MEASURES)}")
+    return result(*MEASURES[key], default=default, results_dir=results_dir)
+
+
+# ----------------------------------------------------------------------------- statistics and the verdict
+
+
+def mean_stderr(values: Tensor | np.ndarray | list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (NaN for a single value)."""
+    v = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    return v.mean().item(), (v.std() / math.sqrt(len(v))).item() if len(v) > 1 else float("nan")
+
+
+def paired_difference(a: Tensor | np.ndarray | list[float], b: Tensor | np.ndarray | list[float]) -> tuple[float, float]:
+    """Mean and standard error of a - b over the same items (paired): the per-item noise that
+    both share cancels, so the error bar is much smaller than either one's own."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise InputError(f"paired values need two equal-length 1-D arrays, got {a.shape} and {b.shape}")
+    return mean_stderr(a - b)
+
+
+VERDICT_WORDS = ("better", "worse", "not distinguishable")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A comparison of A with B: the difference A - B, its standard error, and what it says."""
+
+    difference: float   # A - B in the measure's units
+    stderr: float       # standard error of that difference (paired where possible)
+    word: str           # "better" | "worse" | "not distinguishable": A against B
+
+    def __str__(self) -> str:
+        return f"{self.difference:+.2f} ± {self.stderr:.2f}: {self.word}"
+
+
+def verdict(difference: float, stderr: float, *, higher_is_better: bool = True, n_se: float = 2.0) -> Verdict:
+    """The kit's one verdict rule: A is "better" than B when it is ahead by more than `n_se`
+    standard errors of the difference, "worse" when behind by more, else "not distinguishable".
+    difference: A - B; higher_is_better=False for losses and NLLs (lower is better)."""
+    values = {"difference": difference, "stderr": stderr, "n_se": n_se}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                or not math.isfinite(value):
+            raise InputError(f"verdict needs a finite {name}, got {value!r}")
+    if stderr < 0 or n_se < 0:
+        raise InputError(f"verdict needs a standard error and n_se >= 0, got stderr={stderr}, n_se={n_se}")
+    ahead = float(difference) if higher_is_better else -float(difference)
+    word = "better" if ahead > n_se * stderr else "worse" if ahead < -n_se * stderr else "not distinguishable"
+    return Verdict(float(difference), float(stderr), word)
+
+
+def compare_paired(a_per_item: Tensor | np.ndarray | list[float], b_per_item: Tensor | np.ndarray | list[float], *,
+                   higher_is_better: bool = True, n_se: float = 2.0) -> Verdict:
+    """The verdict on A against B measured on the same items (e.g. per-digit ELBOs of two models on
+    the same held-out digits): the paired difference, its standard error, and `verdict`."""
+    if len(a_per_item) < 2:
+        raise InputError(f"a paired comparison needs at least 2 items, got {len(a_per_item)}")
+    difference, stderr = paired_difference(a_per_item, b_per_item)
+    return verdict(difference, stderr, higher_is_better=higher_is_better, n_se=n_se)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def plus_minus(mean: float, stderr: float, digits: int = 1) -> str:
+    """'mean ± stderr' with `digits` decimals: how every table of the kit writes a measured mean."""
+    return f"{mean:.{digits}f} ± {stderr:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """The kit's one Markdown table renderer: a header row, the separator, one line per row
+    (cells already formatted as text; anything else goes through str)."""
+    def line(cells: list[str]) -> str:
+        return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
+
+    header = [str(cell) for cell in header]
+    lines = [line(header), "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(cell) for cell in row]
+        if len(cells) != len(header):
+            raise InputError(f"a table row has {len(cells)} cells for {len(header)} columns: {cells}")
+        lines.append(line(cells))
+    return "\n".join(lines)
+
+
+def imputation_table(result: Mapping[str, Any]) -> str:
+    """The imputation benchmark (benchmarks/results/imputation.json) as a Markdown table: per
+    occlusion kind, both routes' log p(missing | observed) (a bound and an estimate), their paired
+    difference, and the digit judge's accuracy on the original, occluded and completed digits."""
+    k = result["protocol"]["k"]
+    header = ["occlusion", "missing pixels", f"log p(missing given observed): conditional (IWAE-{k} bound)",
+              "iterative (estimate)", "difference (paired)", "judge: original / occluded / conditional / iterative"]
+    return markdown_table(header, [
+        (row["kind"], f"{row['missing_pixels']:.0f}",
+         plus_minus(row["conditional_log_lik"], row["conditional_log_lik_stderr"]),
+         plus_minus(row["iterative_log_lik"], row["iterative_log_lik_stderr"]),
+         plus_minus(row["conditional_minus_iterative"], row["difference_stderr"], 2),
+         f"{row['judge_original']:.3f} / {row['judge_occluded']:.3f} / {row['judge_conditional']:.3f} / "
+         f"{row['judge_iterative']:.3f}")
+        for row in result["rows"]])
+
+
+def imputation_k_check_table(result: Mapping[str, Any]) -> str:
+    """How far each route's number moves when k grows tenfold (the `k_check` rows of the imputation
+    benchmark), as a Markdown table; a lower bound can only rise with k in expectation."""
+    header = ["occlusion", "digits", "conditional bound: k -> 10 k", "change", "iterative estimate: k -> 10 k", "change"]
+    return markdown_table(header, [
+        (row["kind"], row["n_images"],
+         f"{row['conditional_small']:.2f} (k = {row['k_small']}) -> {row['conditional_big']:.2f} (k = {row['k_big']})",
+         plus_minus(*row["conditional_big_minus_small"], 2),
+         f"{row['iterative_small']:.2f} -> {row['iterative_big']:.2f}", plus_minus(*row["iterative_big_minus_small"], 2))
+        for row in result["k_check"]])
+
+
+def ar_head_table(result: Mapping[str, Any]) -> str:
+    """The AR-head screening benchmark (benchmarks/results/ar_head.json) as a Markdown table: per
+    head, its held-out ELBO, its paired gain over the default model and its layers in use."""
+    default, default_se = result["default_elbo"]
+    header = ["head: first masked kernel, masked layers, width", "body", "parameters", "held-out ELBO",
+              "gain over the default (paired)", "layers in use"]
+    rows = [("none (the default)", "", "", plus_minus(default, default_se, 2), "", "")]
+    for row in result["rows"]:
+        body = "frozen (lr 1e-6)" if row["body_lr"] < 1e-5 else f"fine-tuned (lr {row['body_lr']:g})"
+        rows.append((f"{row['variant']}: {row['ar_kernel']}x{row['ar_kernel']}, {row['ar_layers']}, {row['ar_width']}",
+                     body, f"{row['parameters'] / 1e6:.2f} M", plus_minus(row["elbo"], row["elbo_stderr"], 2),
+                     plus_minus(row["elbo_gain_over_default"], row["gain_stderr"], 2),
+                     f"{sum(row['in_use'])} of {len(row['in_use'])}"))
+    return markdown_table(header, rows)
