@@ -25,13 +25,15 @@ from typing import Any
 import torch
 
 from common import RESULTS_DIR, machine, write_json
-from hvae_lite.data import MASK_KINDS, fixed_binarize, load_mnist, occlusion_mask
-from hvae_lite.evaluate import mean_stderr, paired_difference
+from hvae_lite.checkpoints import read_manifest
+from hvae_lite.data import MASK_KINDS, fixed_binarize, heldout_masks, load_mnist
 from hvae_lite.impute import full_log_likelihood, impute_conditional, impute_iterative, missing_log_likelihood
 from hvae_lite.judge import judge_images
-from hvae_lite.pretrained import REPO_ROOT, load_judge, load_or_train, read_manifest
+from hvae_lite.paths import BENCH_RUNS_DIR
+from hvae_lite.pretrained import load_judge, load_or_train
+from hvae_lite.results import mean_stderr, paired_difference
 
-CACHE = REPO_ROOT / "runs" / "bench" / "imputation"
+CACHE = BENCH_RUNS_DIR / "imputation"
 N_STEPS = 10
 BATCH = 250
 
@@ -47,7 +49,7 @@ def score_kind(kind: str, models: dict, judge, x: torch.Tensor, labels: torch.Te
     """One occlusion kind: both routes' log p(missing | observed) and the judge on their completions.
     log_px: the default model's IWAE-k log p(x), per digit, computed once in BATCH-row slices."""
     conditional, unconditional = models["imputation"], models["matryoshka"]
-    mask = occlusion_mask(kind, x.shape[0], generator=torch.Generator().manual_seed(0))
+    mask = heldout_masks(x.shape[0], x.shape[-1], seed=0, kind=kind)
     ll = {
         "conditional": batched(lambda a, m: missing_log_likelihood(conditional, a, m, k=k, seed=0), x, mask),
         "iterative": batched(lambda a, m, p: missing_log_likelihood(unconditional, a, m, k=k, seed=0, log_px=p),
@@ -73,7 +75,7 @@ def k_check(models: dict, x: torch.Tensor, k: int, kinds: list[str]) -> list[dic
     """Both routes at k and 10 k on the first 100 digits: how much each number moves with k."""
     rows, n = [], min(100, len(x))
     for kind in kinds:
-        mask = occlusion_mask(kind, n, generator=torch.Generator().manual_seed(0))
+        mask = heldout_masks(n, x.shape[-1], seed=0, kind=kind)  # the first n digits' masks of the full run
         row = {"kind": kind, "n_images": n, "k_small": k, "k_big": 10 * k}
         for route, name in (("conditional", "imputation"), ("iterative", "matryoshka")):
             small, big = (missing_log_likelihood(models[name], x[:n], mask, k=kk, seed=0) for kk in (k, 10 * k))
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         previous = json.loads(args.out.read_text())
     checks = k_check(models, x, 2 if args.quick else args.k, args.k_check) if args.k_check else previous.get("k_check", [])
     result = {"benchmark": "imputation: conditional model vs iterative imputation with the default model",
-              "protocol": {"n_images": n, "binarisation": "fixed (seed 0)", "masks": "one per digit, seed 0",
+              "protocol": {"n_images": n, "binarisation": "fixed (seed 0)", "masks": "one per digit, drawn from (seed 0, digit index): heldout_masks",
                            "k": args.k, "iterative_steps": N_STEPS,
                            "conditional_log_lik": "IWAE-k lower bound on log p(x_missing | x_observed)",
                            "iterative_log_lik": "IWAE-k log p(x) - IWAE-k log p(x_observed), shared samples: an estimate",

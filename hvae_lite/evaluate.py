@@ -9,10 +9,11 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from .data import fixed_binarize, iterate_minibatches, random_occlusion_mask
+from .data import fixed_binarize, heldout_masks, iterate_minibatches
 from .errors import InputError
 from .model import HVAE
 from .objectives import bits_per_dim, iwae_log_likelihood
+from .results import mean_stderr
 from .rng import seeded
 from .validate import check_images, check_int, check_model_images
 
@@ -28,12 +29,12 @@ def heldout_elbo_per_image(model: HVAE, images: torch.Tensor, seed: int = 0,
     check_int(batch_size, "batch_size", minimum=1)
     model.eval()
     device = next(model.parameters()).device
-    x_all = prepare_heldout(model, images, seed)
+    x_all, masks = prepare_heldout(model, images, seed), heldout_observed(model, len(images), seed)
     elbos, kls = [], []
     with seeded(seed, device):
-        for x in iterate_minibatches(x_all, batch_size, shuffle=False):
-            x = x.to(device)
-            out = model(x, heldout_mask(model, x, seed))
+        for start in range(0, len(x_all), batch_size):
+            x = x_all[start:start + batch_size].to(device)
+            out = model(x, _slice(masks, start, len(x), device))
             elbos.append(out.elbo.double().cpu())
             kls.append(out.kl.double().cpu())
     return torch.cat(elbos), torch.cat(kls)
@@ -53,12 +54,17 @@ def prepare_heldout(model: HVAE, images: torch.Tensor, seed: int) -> torch.Tenso
     return images
 
 
-def heldout_mask(model: HVAE, x: torch.Tensor, seed: int) -> torch.Tensor | None:
-    """Conditional models are evaluated on a fixed, seeded set of random occlusions."""
+def heldout_observed(model: HVAE, n_images: int, seed: int) -> torch.Tensor | None:
+    """The occlusion masks a conditional model is scored with (None for any other model): drawn
+    once per image from `seed` (`data.heldout_masks`), so image i keeps its mask whatever the batch
+    size or the number of images. Every function that scores a data set goes through here."""
     if not model.config.conditional:
         return None
-    generator = torch.Generator().manual_seed(seed)
-    return random_occlusion_mask(x.shape[0], x.shape[-1], generator=generator).to(x.device)
+    return heldout_masks(n_images, model.config.image_shape[-1], seed)
+
+
+def _slice(masks: torch.Tensor | None, start: int, n: int, device: torch.device) -> torch.Tensor | None:
+    return None if masks is None else masks[start:start + n].to(device)
 
 
 @torch.no_grad()
@@ -67,39 +73,24 @@ def per_image_scores(model: HVAE, images: Tensor, k: int, batch_size: int = 100,
     """Per held-out image, in fp32 on a fixed (seeded) binarisation: `elbo` (N,), `nll_iwae` (N,)
     (the IWAE-k bound, negated: an upper bound on -log p(x)) and `kl` (N, n_layers).
 
-    Per-image values let two models be compared digit by digit (`paired_difference`).
+    Per-image values let two models be compared digit by digit (`results.compare_paired`).
     """
     images = check_images(images, name="images", shape=model.config.image_shape)
     for name, value in (("k (importance samples)", k), ("batch_size", batch_size), ("chunk_size", chunk_size)):
         check_int(value, name, minimum=1)
     elbo, kl = heldout_elbo_per_image(model, images, seed)  # the one held-out ELBO of the kit
     device = next(model.parameters()).device
-    x_all = prepare_heldout(model, images, seed)
-    batches = iterate_minibatches(x_all, batch_size, shuffle=False)
+    x_all, masks = prepare_heldout(model, images, seed), heldout_observed(model, len(images), seed)
+    starts = range(0, len(x_all), batch_size)
     if progress:
         from tqdm.auto import tqdm
-        batches = tqdm(batches, total=math.ceil(len(x_all) / batch_size), desc=f"IWAE-{k}")
+        starts = tqdm(starts, desc=f"IWAE-{k}")
     log_likelihoods = []
     with seeded(seed, device):
-        for x in batches:
-            x = x.to(device)
-            log_likelihoods.append(iwae_log_likelihood(model, x, k, chunk_size, heldout_mask(model, x, seed)).cpu())
+        for start in starts:
+            x = x_all[start:start + batch_size].to(device)
+            log_likelihoods.append(iwae_log_likelihood(model, x, k, chunk_size, _slice(masks, start, len(x), device)).cpu())
     return {"elbo": elbo, "nll_iwae": -torch.cat(log_likelihoods).double(), "kl": kl}
-
-
-def mean_stderr(values: Tensor | np.ndarray | list[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (NaN for a single value)."""
-    v = torch.as_tensor(np.asarray(values, dtype=np.float64))
-    return v.mean().item(), (v.std() / math.sqrt(len(v))).item() if len(v) > 1 else float("nan")
-
-
-def paired_difference(a: Tensor | np.ndarray | list[float], b: Tensor | np.ndarray | list[float]) -> tuple[float, float]:
-    """Mean and standard error of a - b over the same images (paired): the per-image noise that
-    both models share cancels, so the error bar is much smaller than either model's own."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise InputError(f"paired values need two equal-length 1-D arrays, got {a.shape} and {b.shape}")
-    return mean_stderr(a - b)
 
 
 @torch.no_grad()
@@ -114,7 +105,7 @@ def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = 100, 
     scores = per_image_scores(model, images, k, batch_size, chunk_size, seed, progress)
     nll, nll_stderr = mean_stderr(scores["nll_iwae"])
     with seeded(seed, next(model.parameters()).device):
-        units = active_units(model, prepare_heldout(model, images, seed), batch_size=batch_size)
+        units = active_units(model, prepare_heldout(model, images, seed), batch_size=batch_size, seed=seed)
     return {
         "n_images": len(images),
         "k": k,
@@ -145,20 +136,23 @@ def layers_in_use(kl_per_layer: list[float] | Tensor, free_bits_floor: float = 0
 
 
 @torch.no_grad()
-def active_units(model: HVAE, x: Tensor, threshold: float = 0.01, batch_size: int = 500) -> list[int]:
+def active_units(model: HVAE, x: Tensor, threshold: float = 0.01, batch_size: int = 500,
+                 seed: int = 0) -> list[int]:
     """Per latent layer, how many units' posterior means vary across the data (Cov_x E_q[z] > threshold).
 
     A unit whose posterior mean ignores x carries no information: Burda et al.'s measure.
-    The conv layers' posteriors depend on the samples above them; we take one sample, as in training.
-    x: (N, 1, 28, 28), binary for a Bernoulli model.
+    The conv layers' posteriors depend on the samples above them; we take one sample, as in training
+    (from the caller's random state; `evaluate` seeds it). x: (N, C, H, W), binary for a Bernoulli
+    model; a conditional model sees the held-out masks of `seed` (`heldout_observed`).
     """
     x = check_model_images(model, x)
     check_int(batch_size, "batch_size", minimum=1)
     device = next(model.parameters()).device
+    masks = heldout_observed(model, len(x), seed)
     means: list[list[Tensor]] = [[] for _ in range(model.n_latent_layers)]
-    for batch in iterate_minibatches(x, batch_size, shuffle=False):
-        batch = batch.to(device)
-        out = model(batch, heldout_mask(model, batch, 0))
+    for start in range(0, len(x), batch_size):
+        batch = x[start:start + batch_size].to(device)
+        out = model(batch, _slice(masks, start, len(batch), device))
         for i, layer in enumerate(out.layers):
             means[i].append(layer.posterior.mean.flatten(1).cpu())
     if len(x) == 1:  # one image: no unit can vary (and torch's unbiased variance would be NaN)

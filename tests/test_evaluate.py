@@ -6,8 +6,11 @@ import pytest
 import torch
 
 from hvae_lite.config import get_preset
-from hvae_lite.evaluate import (active_units, clustering_accuracy, evaluate, heldout_elbo, kmeans_assignments,
-                                mixture_assignments, top_latent_means)
+from hvae_lite.data import fixed_binarize, heldout_masks
+from hvae_lite.distributions import DiagonalGaussian
+from hvae_lite.evaluate import (active_units, clustering_accuracy, evaluate, heldout_elbo, heldout_elbo_per_image,
+                                heldout_observed, kmeans_assignments, mixture_assignments, per_image_scores,
+                                top_latent_means)
 from hvae_lite.model import HVAE
 from hvae_lite.objectives import bits_per_dim
 
@@ -135,7 +138,7 @@ def test_layers_in_use_is_one_definition():
 
 
 def test_paired_difference_cancels_shared_noise():
-    from hvae_lite.evaluate import mean_stderr, paired_difference
+    from hvae_lite.results import mean_stderr, paired_difference
     generator = torch.Generator().manual_seed(0)
     shared = 20 * torch.randn(400, generator=generator, dtype=torch.float64)  # per-digit difficulty
     a = 90 + shared + torch.randn(400, generator=generator, dtype=torch.float64)
@@ -155,3 +158,71 @@ def test_per_image_scores_agree_with_evaluate(trained_tiny, grey_images):
     metrics = evaluate(trained_tiny, grey_images, k=5, batch_size=4, chunk_size=3)
     assert scores["nll_iwae"].shape == scores["elbo"].shape == (len(grey_images),)
     assert scores["nll_iwae"].mean().item() == pytest.approx(metrics["nll_iwae"])
+
+
+# ----------------------------------------------------------------------------- held-out masks (issue 18)
+
+
+@pytest.fixture(scope="module")
+def conditional_tiny():
+    torch.manual_seed(0)
+    return HVAE(get_preset("tiny", conditional=True)).eval()
+
+
+def test_an_images_mask_does_not_depend_on_how_many_images_or_the_batch(conditional_tiny, embedded):
+    masks = heldout_masks(600, 28, seed=3)
+    assert torch.equal(heldout_masks(7, 28, seed=3), masks[:7])
+    assert torch.equal(heldout_masks(300, 28, seed=3)[123], masks[123])
+    assert not torch.equal(masks[0], masks[100])  # no period: image 0 and image 100 differ
+    assert not torch.equal(heldout_masks(7, 28, seed=4), masks[:7])  # another seed, other masks
+    torch.manual_seed(123)  # the caller's random state does not matter
+    assert torch.equal(heldout_observed(conditional_tiny, 600, 3), masks)
+    assert heldout_observed(HVAE(get_preset("tiny")), 600, 3) is None  # an unconditional model sees every pixel
+    # Every kind of gap occurs, each mask as occlusion_mask makes it.
+    assert len({tuple(m.flatten().tolist()) for m in masks}) > 100
+    assert set(heldout_masks(50, 28, seed=0, kind="center").unique(dim=0).shape[:1]) == {1}
+
+
+def test_the_heldout_elbo_of_a_conditional_model_does_not_depend_on_the_batch_size(conditional_tiny, embedded, monkeypatch):
+    """Only the masks and the binarisation decide it: with the latent noise switched off (every
+    sample is its posterior's mean), image i's ELBO is the same for any batch size."""
+    images = embedded.test_images[:503]
+    monkeypatch.setattr(DiagonalGaussian, "sample", lambda self, temperature=1.0: self.mean)
+    per_batch = {b: heldout_elbo_per_image(conditional_tiny, images, seed=5, batch_size=b) for b in (7, 100, 500)}
+    for elbo, kl in per_batch.values():
+        torch.testing.assert_close(elbo, per_batch[500][0], rtol=0, atol=1e-4)
+        torch.testing.assert_close(kl, per_batch[500][1], rtol=0, atol=1e-4)
+    monkeypatch.undo()
+    # With the noise: the means agree within their Monte Carlo error.
+    means = [heldout_elbo(conditional_tiny, images, seed=5, batch_size=b)[0] for b in (7, 100, 500)]
+    spread = heldout_elbo_per_image(conditional_tiny, images, seed=5)[0].std().item() / len(images) ** 0.5
+    assert max(means) - min(means) < 4 * spread
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_iwae_with_one_sample_is_the_elbo_in_expectation(conditional, embedded):
+    torch.manual_seed(0)
+    model = HVAE(get_preset("tiny", conditional=conditional)).eval()
+    images = embedded.test_images[:40]
+    elbo = heldout_elbo_per_image(model, images, seed=0)[0]
+    # IWAE-1 is one ELBO sample per image: averaged over images and seeds, it estimates the mean ELBO.
+    iwae = torch.stack([-per_image_scores(model, images, k=1, seed=s)["nll_iwae"] for s in range(1, 11)])
+    difference = iwae.mean(0) - elbo  # per image: only the latent draws differ (same masks, same binarisation)
+    assert abs(difference.mean().item()) < 4 * difference.std().item() / len(images) ** 0.5 + 1e-6
+
+
+def test_active_units_uses_the_callers_seed_for_the_masks(conditional_tiny, embedded, monkeypatch):
+    x = fixed_binarize(embedded.test_images[:40], 0)
+    seen = []
+    forward = HVAE.forward
+
+    def spy(self, x, observed=None, pixel_mask=None):
+        seen.append(observed.clone())
+        return forward(self, x, observed, pixel_mask)
+
+    monkeypatch.setattr(HVAE, "forward", spy)
+    active_units(conditional_tiny, x, batch_size=15, seed=7)
+    assert torch.equal(torch.cat(seen), heldout_masks(40, 28, seed=7))
+    seen.clear()
+    active_units(conditional_tiny, x, seed=8)
+    assert torch.equal(torch.cat(seen), heldout_masks(40, 28, seed=8))
