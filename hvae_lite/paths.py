@@ -50,5 +50,5 @@ def download_dir(override: str | Path | None = None) -> Path:
 
 def describe() -> dict[str, str]:
     """Every root, as strings: where this copy of the kit reads and writes."""
-    return {"package": str(PACKAGE_DIR), "in_source_tree": str(IN_SOURCE_TREE), "checkpoints": str(CHECKPOINT_DIR),
+    return {"package_dir": str(PACKAGE_DIR), "in_source_tree": str(IN_SOURCE_TREE), "checkpoints": str(CHECKPOINT_DIR),
             "runs": str(RUNS_DIR), "results": str(RESULTS_DIR), "downloads": str(download_dir())}
