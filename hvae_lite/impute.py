@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .baseline import MLPVAE
-from .data import MASK_KINDS, occlusion_mask
+from .data import MASK_KINDS, heldout_masks, occlusion_mask
 from .errors import InputError
 from .model import HVAE
 from .objectives import iwae_log_likelihood
@@ -200,14 +200,14 @@ def imputation_scores(models: Mapping[str, Model], x: Tensor, kinds: Sequence[st
     """log p(x_missing | x_observed) of each model under each kind of occlusion, one row per
     (kind, model): kind, model, missing (mean number of missing sub-pixels), nats (mean per image)
     and nats_per_pixel (per missing sub-pixel: a missing RGB pixel counts 3). Every model sees the
-    same seeded masks. x: (B, C, H, W)."""
+    same masks, drawn once per image from `seed` (`data.heldout_masks`). x: (B, C, H, W)."""
     if not models:
         raise InputError("give at least one model, e.g. {'matryoshka': model}")
     if isinstance(kinds, str) or not kinds or any(kind not in MASK_KINDS for kind in kinds):
         raise InputError(f"kinds must be a non-empty list of mask kinds from {MASK_KINDS}, got {kinds!r}")
     rows = []
     for kind in kinds:
-        mask = occlusion_mask(kind, x.shape[0], x.shape[-1], generator=torch.Generator().manual_seed(seed))
+        mask = heldout_masks(x.shape[0], x.shape[-1], seed, kind=kind)  # one per image, whatever N
         n_missing = (1 - mask).sum().item() * x.shape[1]
         for name, model in models.items():
             total = missing_log_likelihood(model, x, mask, k=k, seed=seed).sum().item()

@@ -4,7 +4,7 @@ import torch
 
 from hvae_lite.baseline import MLPVAE, MLPVAEConfig
 from hvae_lite.config import get_preset
-from hvae_lite.data import occlusion_mask
+from hvae_lite.data import heldout_masks, occlusion_mask
 from hvae_lite.impute import (imputation_scores, impute_conditional, impute_iterative, missing_log_likelihood,
                               occlusion_gallery)
 from hvae_lite.model import HVAE
@@ -113,9 +113,11 @@ def test_imputation_scores_one_row_per_kind_and_model(trained_tiny, conditional_
     assert [(r["kind"], r["model"]) for r in rows] == [("bottom", "iterative"), ("bottom", "conditional"),
                                                         ("pixels", "iterative"), ("pixels", "conditional")]
     assert rows[0]["missing"] == 14 * 28
-    expected = missing_log_likelihood(trained_tiny, x, _mask("bottom", 4), k=2).mean().item()
+    expected = missing_log_likelihood(trained_tiny, x, _mask("bottom", 4), k=2).mean().item()  # "bottom": no randomness
     assert rows[0]["nats"] == pytest.approx(expected)
     assert rows[0]["nats_per_pixel"] == pytest.approx(expected / (14 * 28))
+    pixels = missing_log_likelihood(conditional_model, x, heldout_masks(4, 28, 0, kind="pixels"), k=2).mean().item()
+    assert rows[3]["nats"] == pytest.approx(pixels)  # random kinds: one mask per image, as every scorer draws them
 
 
 def test_a_precomputed_log_px_gives_the_same_estimate(trained_tiny, digits):
