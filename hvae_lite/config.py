@@ -223,7 +223,7 @@ class TrainConfig:
     device: str = "auto"             # "auto" picks cuda, then mps, then cpu
     amp: bool = False                # bf16 autocast for the training forward pass (evaluation stays fp32)
     compile: bool = False            # torch.compile the training step (worth it on a GPU)
-    eval_seed: int = 0               # the fixed binarisation of the held-out images
+    eval_seed: int = 0               # the held-out images' fixed binarisation (and masks, for a conditional model)
     init_from: str = ""              # start from this checkpoint's weights (layers of the same shape)
     new_lr: float = 0.0              # > 0: learning rate of the parameters init_from did not provide
     mixture_init_epoch: int = -1     # >= 0: at the start of this epoch, fit the mixture prior to the
