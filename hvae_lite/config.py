@@ -26,6 +26,7 @@ class HVAEConfig:
     # --- priors and posteriors ---
     top_prior: str = "normal"          # "normal": N(0, I); "mixture": learned mixture of Gaussians
     mixture_components: int = 10       # K for the mixture top prior (one per digit class, hopefully)
+    mixture_covariance: str = "diagonal"  # covariance of each mixture component: "diagonal" or "full"
     layer_prior: str = "conditional"   # "conditional": p(z_i | h_{i-1}); "standard": fixed N(0, I)
     posterior: str = "residual"        # "residual": q's parameters are offsets from p's (NVAE); "direct"
     # --- the images ---
@@ -52,6 +53,7 @@ class HVAEConfig:
         parse_latent_spec(self.latent_spec, self.image_size)  # raises on a malformed spec
         choices = {
             "top_prior": ("normal", "mixture"),
+            "mixture_covariance": ("diagonal", "full"),
             "layer_prior": ("conditional", "standard"),
             "posterior": ("residual", "direct"),
             "likelihood": ("bernoulli", "gaussian", "logistic"),

@@ -10,7 +10,7 @@ from torch import Tensor
 from .data import iterate_minibatches
 from .errors import InputError
 from .evaluate import prepare_heldout
-from .model import HVAE
+from .model import HVAE, layer_temperatures
 from .rng import seeded  # noqa: F401  (re-exported: notebooks and modules import it from here)
 from .validate import check_images, check_int, check_model_images, check_temperature
 
@@ -21,9 +21,9 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def layer_resamples(model: HVAE, x: Tensor, keeps: Sequence[int], n_samples: int = 8,
-                    temperature: float = 1.0, seed: int | None = 0) -> Tensor:
+                    temperature: float | Sequence[float] = 1.0, seed: int | None = 0) -> Tensor:
     """For each k in `keeps`, keep the posterior latents of the top k layers of each image and
-    sample the layers below from the prior at `temperature`.
+    sample the layers below from the prior at `temperature` (one, or one per layer).
 
     x: (B, 1, 28, 28) -> (len(keeps), B, n_samples, 1, 28, 28) pixel probabilities (factorised
     heads; an autoregressive head draws binary pixels). k = 0 gives prior samples, k = L
@@ -36,7 +36,7 @@ def layer_resamples(model: HVAE, x: Tensor, keeps: Sequence[int], n_samples: int
     for keep in keeps:
         check_int(keep, "each keep (top layers kept)", minimum=0, maximum=model.n_latent_layers)
     check_int(n_samples, "n_samples", minimum=1)
-    check_temperature(temperature)
+    layer_temperatures(temperature, model.n_latent_layers)
     device = model_device(model)
     x = x.to(device)
     model.eval()
@@ -46,6 +46,35 @@ def layer_resamples(model: HVAE, x: Tensor, keeps: Sequence[int], n_samples: int
         for keep in keeps:
             rows.append(model.resample_below(repeated, keep, temperature).view(x.shape[0], n_samples, *x.shape[1:]))
     return torch.stack(rows).cpu()
+
+
+@torch.no_grad()
+def class_kept(model: HVAE, judge: torch.nn.Module, images: Tensor, labels: Tensor, keeps: Sequence[int],
+               n_resamples: int = 4, temperature: float | Sequence[float] = 1.0, seed: int = 0,
+               batch_size: int = 100) -> dict[int, tuple[float, float]]:
+    """Which layers hold the class: for each k in `keeps`, keep the top k layers of each image,
+    resample the rest `n_resamples` times, and count how often the digit judge still sees the true
+    label. Returns {k: (share kept, standard error)}; each image's share of its resamples is one
+    observation, so the error counts images, not correlated resamples of one image.
+    images: (N, 1, 28, 28) in [0, 1] (binarised with evaluation's fixed seed), labels: (N,)."""
+    images = check_model_images(model, prepare_heldout(model, check_images(images, name="images",
+                                                                           shape=model.config.image_shape), seed))
+    labels = torch.as_tensor(labels)
+    if labels.shape != (len(images),):
+        raise InputError(f"labels must be one per image, shape ({len(images)},), got {tuple(labels.shape)}")
+    check_int(n_resamples, "n_resamples", minimum=1)
+    kept: dict[int, list[Tensor]] = {}
+    for start in range(0, len(images), batch_size):
+        x, y = images[start:start + batch_size], labels[start:start + batch_size]
+        samples = layer_resamples(model, x, keeps, n_resamples, temperature, seed=seed + start)
+        for keep, rows in zip(keeps, samples):  # rows: (B, S, C, H, W)
+            predicted = judge.probabilities(rows.flatten(0, 1).clamp(0, 1)).argmax(1).view(len(x), n_resamples)
+            kept.setdefault(keep, []).append((predicted == y[:, None]).double().mean(1))
+    result = {}
+    for keep, shares in kept.items():
+        share = torch.cat(shares)
+        result[keep] = (share.mean().item(), (share.std() / len(share) ** 0.5).item() if len(share) > 1 else float("nan"))
+    return result
 
 
 @torch.no_grad()

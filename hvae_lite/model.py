@@ -7,6 +7,7 @@ state m reads [h, b, m] and gives the posterior of each z_i (the inference merge
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 
 from .blocks import LEAK, Branch, downsample, gaussian_head, upsample
 from .config import HVAEConfig
-from .errors import ConfigError, InputError
+from .errors import InputError
 from .validate import check_images, check_int, check_temperature
 from .distributions import DiagonalGaussian, MixturePrior, soft_clamp, sum_except_batch
 from .likelihoods import OutputHead
@@ -48,6 +49,16 @@ class HVAEOutput:
     def loss(self) -> Tensor:
         """The plain negative ELBO per example, averaged (see objectives for warm-up, free bits)."""
         return -self.elbo.mean()
+
+
+def layer_temperatures(temperature: float | Sequence[float], n_layers: int) -> list[float]:
+    """One sampling temperature per latent layer (top vector first), from one for all or a list of
+    n_layers, each checked (0..100; 1 = the model's own prior)."""
+    if isinstance(temperature, (list, tuple)):
+        if len(temperature) != n_layers:
+            raise InputError(f"temperature: give one number, or one per latent layer ({n_layers}), got {len(temperature)}")
+        return [check_temperature(t, f"temperature of layer {i}") for i, t in enumerate(temperature)]
+    return [check_temperature(temperature)] * n_layers
 
 
 def _gaussian(params: Tensor) -> DiagonalGaussian:
@@ -84,7 +95,8 @@ class TopLatent(nn.Module):
     def __init__(self, config: HVAEConfig):
         super().__init__()
         dim, width, self.res = config.top_latent_dim, config.width, config.resolutions[0]
-        self.mixture = MixturePrior(config.mixture_components, dim) if config.top_prior == "mixture" else None
+        self.mixture = (MixturePrior(config.mixture_components, dim, config.mixture_covariance)
+                        if config.top_prior == "mixture" else None)
         self.posterior_head = nn.Linear(width, 2 * dim)
         self.context_prior = nn.Linear(width, 2 * dim) if config.conditional else None
         if self.context_prior is not None:
@@ -210,13 +222,14 @@ class HVAE(nn.Module):
 
     def top_down(self, n: int, bu: tuple[list[Tensor], Tensor] | None = None, *,
                  observed_x: Tensor | None = None, observed: Tensor | None = None,
-                 keep_posterior: int | None = None, temperature: float = 1.0,
+                 keep_posterior: int | None = None, temperature: float | Sequence[float] = 1.0,
                  forced: list[Tensor | None] | None = None,
                  component: int | None = None) -> tuple[Tensor, list[LayerStats]]:
         """The one generative path: returns the output features (B, width, S, S) and per-layer stats.
 
         bu: bottom-up states of an image (inference), or None (pure prior sampling).
         keep_posterior: with bu, use the posterior for the top k layers only, the prior below.
+        temperature: of the prior samples, one for every layer or one per layer (top vector first).
         forced: per layer, a latent to use instead of sampling (None entries sample).
         component: sample the top vector from this mixture component.
         """
@@ -224,12 +237,13 @@ class HVAE(nn.Module):
         n_layers = self.n_latent_layers
         keep = n_layers if keep_posterior is None else keep_posterior
         forced = forced or [None] * n_layers
+        temperatures = layer_temperatures(temperature, n_layers)
         if len(forced) != n_layers:
             raise InputError(f"forced must have one entry per latent layer ({n_layers}), got {len(forced)}")
         bu_states, bu_top = bu if bu is not None else ([None] * len(self.layers), None)
         context_states, context_top = self._context(observed_x, observed)
         h, top_stats = self.top(n, device, bu_top if keep > 0 else None, context_top,
-                                temperature, forced[0], component)
+                                temperatures[0], forced[0], component)
         stats = [top_stats]
         merge_state = torch.zeros_like(h)
         for i, layer in enumerate(self.layers, start=1):
@@ -237,7 +251,7 @@ class HVAE(nn.Module):
             merge_state = upsample(merge_state, layer.resolution)
             bu_state = bu_states[i - 1] if i < keep else None
             h, merge_state, layer_stats = layer(h, merge_state, bu_state, context_states[i - 1],
-                                                temperature, forced[i])
+                                                temperatures[i], forced[i])
             stats.append(layer_stats)
         h = upsample(h, self.config.image_size)
         return h + self.out_block(h), stats
@@ -274,15 +288,15 @@ class HVAE(nn.Module):
                           params=params, layers=stats)
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, component: int | None = None,
+    def sample(self, n: int, temperature: float | Sequence[float] = 1.0, component: int | None = None,
                binary: bool = False) -> Tensor:
         """n images from the prior: (n, C, S, S). binary=False gives the mean of p(x | z) (pixel
         probabilities for a factorised Bernoulli head), which shows a sample's shape more clearly
-        than a draw."""
+        than a draw. temperature: one for all layers, or one per layer (top vector first)."""
         if self.config.conditional:
             raise InputError("a conditional model samples given an observed image: use impute()")
         check_int(n, "n (number of samples)", minimum=1)
-        check_temperature(temperature)
+        layer_temperatures(temperature, self.n_latent_layers)
         if component is not None:
             n_components = self.top.mixture.means.shape[0] if self.top.mixture is not None else 0
             if n_components == 0:
@@ -292,28 +306,16 @@ class HVAE(nn.Module):
         return self.head.sample(features, binary=binary)
 
     @torch.no_grad()
-    def resample_below(self, x: Tensor, keep: int, temperature: float = 1.0, binary: bool = False) -> Tensor:
+    def resample_below(self, x: Tensor, keep: int, temperature: float | Sequence[float] = 1.0,
+                       binary: bool = False) -> Tensor:
         """Keep the posterior latents of the top `keep` layers of each image, sample the rest.
 
         keep = 0 is a prior sample, keep = n_latent_layers a reconstruction. (B, C, S, S) -> same.
         """
         check_int(keep, "keep (top layers kept)", minimum=0, maximum=self.n_latent_layers)
-        check_temperature(temperature)
+        layer_temperatures(temperature, self.n_latent_layers)
         features, _ = self.top_down(x.shape[0], self.bottom_up(x), keep_posterior=keep, temperature=temperature)
         return self.head.sample(features, binary=binary)
-
-    @torch.no_grad()
-    def fit_mixture_prior(self, x: Tensor, seed: int = 0, batch_size: int = 500) -> None:
-        """Start the mixture top prior from the data (VaDE-style): k-means on the top-latent
-        posteriors of x (N, C, S, S), binary for a Bernoulli model (`MixturePrior.fit`)."""
-        if self.top.mixture is None:
-            raise ConfigError("mixture_init_epoch is set, but the model has no mixture prior (top_prior='mixture')")
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
-        posteriors = [self.encode_top(batch.to(device)) for batch in x.split(batch_size)]
-        self.top.mixture.fit(torch.cat([q.mean for q in posteriors]), torch.cat([q.logvar.exp() for q in posteriors]), seed)
-        self.train(was_training)
 
     @torch.no_grad()
     def encode_top(self, x: Tensor) -> DiagonalGaussian:

@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+import torch
 from torch import Tensor
 
 from .errors import InputError

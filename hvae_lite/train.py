@@ -16,10 +16,11 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoints import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint, warm_start
 from .config import RESUME_SAFE, TrainConfig, check_device_name
-from .data import DataSplit, dynamic_binarize, fixed_binarize, iterate_minibatches, random_occlusion_mask
+from .data import DataSplit, dynamic_binarize, iterate_minibatches, random_occlusion_mask
 from .errors import CheckpointError, ConfigError, InputError, TrainingDiverged
 from .evaluate import heldout_elbo
 from .objectives import free_bits_at, kl_balance_weights, kl_weight, training_loss
+from .priors import fit_mixture_to_encoder
 from .validate import check_images, check_int
 
 __all__ = ["RESUME_SAFE", "TrainConfig", "Trainer", "TrainingDiverged", "resolve_device"]
@@ -268,12 +269,11 @@ class Trainer:
                 "seconds": seconds, "images_per_s": totals["images"] / seconds}
 
     def _fit_mixture(self) -> None:
-        """VaDE-style start of a mixture prior (at mixture_init_epoch): fitted by k-means to the
-        encoder's top latents of the training images (binarised once, as evaluation does). The
-        optimiser forgets its running statistics of the mixture; the EMA copy takes the fit too."""
-        images = self.data.train_images
-        x = fixed_binarize(images, self.train_config.seed) if self.config.likelihood == "bernoulli" else images
-        self.model.fit_mixture_prior(x, seed=self.train_config.seed)
+        """VaDE-style start of a mixture prior (at mixture_init_epoch): fitted by EM to the encoder's
+        top latents of the training images (`priors.fit_mixture_to_encoder`: posterior samples of a
+        fixed binarisation). The optimiser forgets its running statistics of the mixture; the EMA
+        copy takes the fit too."""
+        fit_mixture_to_encoder(self.model, self.data.train_images, seed=self.train_config.seed)
         for parameter in self.model.top.mixture.parameters():
             self.optimizer.state.pop(parameter, None)
         if self.ema is not None:  # the average starts from the fitted mixture too

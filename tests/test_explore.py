@@ -61,3 +61,29 @@ def test_top_latent_embedding_is_deterministic_pca(trained_tiny, digits):
     assert torch.allclose(points.mean(0), torch.zeros(2), atol=1e-5)
     assert points[:, 0].var() >= points[:, 1].var()  # the first axis carries the most variance
     assert torch.allclose(points, top_latent_embedding(trained_tiny, digits), atol=1e-5)
+
+
+def test_class_kept_counts_the_judges_agreement_per_image(trained_tiny, embedded):
+    from hvae_lite.explore import class_kept
+
+    class Constant(torch.nn.Module):  # a "judge" that always says 3
+        def probabilities(self, images):
+            return torch.nn.functional.one_hot(torch.full((len(images),), 3), 10).float()
+
+    images, labels = embedded.test_images[:20], embedded.test_labels[:20]
+    kept = class_kept(trained_tiny, Constant(), images, labels, keeps=[0, 2], n_resamples=2, batch_size=7)
+    share = (labels == 3).double().mean().item()
+    assert set(kept) == {0, 2}
+    for mean, stderr in kept.values():
+        assert mean == pytest.approx(share) and stderr >= 0
+
+
+def test_per_layer_temperatures(trained_tiny):
+    n = trained_tiny.n_latent_layers
+    with seeded(0):
+        a = trained_tiny.sample(4, temperature=[1.0] * n)
+    with seeded(0):
+        b = trained_tiny.sample(4, temperature=1.0)
+    assert torch.equal(a, b)
+    with pytest.raises(Exception, match="one per latent layer"):
+        trained_tiny.sample(2, temperature=[1.0, 0.5])

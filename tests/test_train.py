@@ -9,6 +9,7 @@ from hvae_lite.checkpoints import load_checkpoint
 from hvae_lite.config import get_preset
 from hvae_lite.data import fixed_binarize
 from hvae_lite.model import HVAE
+from hvae_lite.priors import fit_mixture_to_encoder
 from hvae_lite.train import TrainConfig, Trainer, TrainingDiverged, resolve_device
 
 TIMING_KEYS = {"seconds", "images_per_s"}
@@ -264,7 +265,7 @@ def test_mixture_is_fitted_to_the_encoder(small_split, tmp_path):
                        init_from=str(tmp_path / "base.pt"), mixture_init_epoch=0, ema_decay=0.5)
     mixture = trainer.model.top.mixture
     before = mixture.means.detach().clone()
-    trainer.model.fit_mixture_prior(fixed_binarize(small_split.train_images, 0))
+    fit_mixture_to_encoder(trainer.model, small_split.train_images)
     z = trainer.model.encode_top(fixed_binarize(small_split.train_images, 0)).mean
     assert not torch.equal(before, mixture.means)
     # Every component owns some digits and the fitted weights are their shares.
@@ -274,5 +275,5 @@ def test_mixture_is_fitted_to_the_encoder(small_split, tmp_path):
     assert len(nearest.unique()) > 1
     history = trainer.fit()
     assert math.isfinite(history[0]["test_elbo"])
-    with pytest.raises(ValueError, match="no mixture prior"):
-        HVAE(get_preset("tiny")).fit_mixture_prior(fixed_binarize(small_split.train_images, 0))
+    with pytest.raises(ValueError, match="no mixture top prior"):
+        fit_mixture_to_encoder(HVAE(get_preset("tiny")), small_split.train_images)

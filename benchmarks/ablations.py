@@ -1,0 +1,260 @@
+"""The ablation study: each architectural claim of the paper against a control that differs in one thing.
+
+    PYTHONPATH=. python benchmarks/ablations.py --runs matryoshka no-td-path --seeds 0 1 2   # train + score
+    PYTHONPATH=. python benchmarks/ablations.py --assemble          # the results file from what is cached
+    PYTHONPATH=. python benchmarks/ablations.py --quick             # tiny models, a smoke test (seconds)
+
+Every run uses one recipe (`hvae_lite.recipes.ABLATION`: the "train it yourself" recipe, in bf16)
+on the embedded split. Variants have their parameters matched to the full model within 10 %
+(the smaller ones are widened). The AR head is compared with a control fine-tuned identically
+without a head, both from the same trained full model. Each run is scored on all 1,000 held-out
+digits: the ELBO and the IWAE-k bound per digit (fp32, fixed binarisation), the KL per layer,
+layers in use, and the digit judge on 1,000 prior samples. Contrasts are paired per digit within
+a seed; across seeds, the mean of the per-seed differences with its standard error, which carries
+the spread between training runs.
+
+Runs and per-run scores are cached under runs/bench/ablations/ (an interrupted run resumes), so
+two processes can work through disjoint `--runs` at once (one core each). Writes
+benchmarks/results/ablations.json and ablations_per_digit.json.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common import finished_run, machine, write_json
+from hvae_lite.checkpoints import load_checkpoint, sha256_of
+from hvae_lite.config import HVAEConfig, TrainConfig, depth_spec, get_preset
+from hvae_lite.data import DataSplit, load_mnist
+from hvae_lite.evaluate import layers_in_use, per_image_scores
+from hvae_lite.judge import judge_images
+from hvae_lite.paths import BENCH_RUNS_DIR, RESULTS_DIR
+from hvae_lite.pretrained import load_judge
+from hvae_lite.recipes import ABLATION, ABLATION_FINE_TUNE, FAST_RECIPES
+from hvae_lite.results import mean_stderr, paired_difference, verdict
+from hvae_lite.rng import seeded
+from hvae_lite.train import Trainer
+
+CACHE = BENCH_RUNS_DIR / "ablations"
+FAST_TRAIN = FAST_RECIPES["matryoshka"].train
+K, N_SAMPLES, SEEDS = 200, 1000, (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the study: a model config, trained from scratch or fine-tuned from `base`."""
+
+    config: HVAEConfig
+    what: str                      # what differs from the full model, in words
+    base: str | None = None        # fine-tuned from this variant's run of the same seed
+    seeds: tuple[int, ...] = SEEDS
+
+
+def study(quick: bool = False) -> dict[str, Variant]:
+    """The variants. Widths were chosen so each has 0.90-0.99 M parameters (full model: 0.92 M)."""
+    full = get_preset("tiny" if quick else "matryoshka")
+    scale = (lambda w: max(4, w // 4)) if quick else (lambda w: w)  # tiny: a quarter of the width
+    one = (0,)
+    return {
+        "matryoshka": Variant(full, "the full model: deterministic top-down path and inference merge"),
+        "no-td-path": Variant(full.replace(deterministic_path=False, width=scale(34)),
+                              "no deterministic top-down path (the naive stack), widened to 34"),
+        "no-merge": Variant(full.replace(inference_merge=False, width=scale(42)),
+                            "no inference merge (posteriors from the bottom-up state), widened to 42"),
+        "ar-head": Variant(full.replace(ar_layers=1, ar_kernel=3, ar_width=scale(16)),
+                           "+ a lightweight AR head (one masked 3x3 conv), fine-tuned from the full model",
+                           base="matryoshka"),
+        "ar-control": Variant(full, "the full model fine-tuned exactly as ar-head, without a head",
+                              base="matryoshka"),
+        **{f"depth-{n}": Variant(full.replace(latent_spec=depth_spec(n), width=scale(w)),
+                                 f"{n} latent maps instead of 10, widened to {w}", seeds=one)
+           for n, w in ((2, 64), (4, 48), (6, 40))},
+    }
+
+
+# The comparisons the notebooks and the README report: (name, A, B, what a positive A-B gain means).
+CONTRASTS = (
+    ("deterministic path", "matryoshka", "no-td-path"),
+    ("inference merge", "matryoshka", "no-merge"),
+    ("AR head", "ar-head", "ar-control"),
+    ("extra fine-tuning alone", "ar-control", "matryoshka"),
+    *((f"10 latent maps vs {n}", "matryoshka", f"depth-{n}") for n in (2, 4, 6)),
+)
+
+
+def recipe(variant: Variant, quick: bool) -> TrainConfig:
+    return (FAST_TRAIN if quick else ABLATION_FINE_TUNE if variant.base else ABLATION)
+
+
+def run_path(name: str, seed: int, quick: bool) -> Path:
+    return CACHE / f"{'quick-' if quick else ''}{name}-s{seed}.pt"
+
+
+def train(name: str, seed: int, variants: dict[str, Variant], data: DataSplit, quick: bool) -> Path:
+    """The finished run of one variant and seed (loaded, resumed or trained)."""
+    variant, path = variants[name], run_path(name, seed, quick)
+    config = dataclasses.replace(recipe(variant, quick), seed=seed)
+    if variant.base is not None:
+        base = run_path(variant.base, seed, quick)
+        if not base.is_file() or load_checkpoint(base).epoch < recipe(variants[variant.base], quick).epochs:
+            raise SystemExit(f"{name} seed {seed} is fine-tuned from {base}: run {variant.base} first")
+        config = dataclasses.replace(config, init_from=str(base))
+    finished_run(path, config.epochs, data,
+                 lambda: Trainer(variant.config, config, data, checkpoint_path=path, progress=False))
+    return path
+
+
+def score(name: str, seed: int, variants: dict[str, Variant], data: DataSplit, judge, k: int, quick: bool) -> dict:
+    """Per-digit ELBO and IWAE-k, KL per layer, layers in use, the judge on samples; cached by sha256."""
+    path = train(name, seed, variants, data, quick)
+    cache, digest = path.with_suffix(f".k{k}.pt"), sha256_of(path)
+    if cache.is_file() and (cached := torch.load(cache, weights_only=True))["digest"] == digest:
+        return cached["result"]
+    checkpoint = load_checkpoint(path)
+    model = checkpoint.model()
+    start = time.perf_counter()
+    scores = per_image_scores(model, data.test_images, k=k, seed=0)
+    kl = scores["kl"].mean(0).tolist()
+    with seeded(0):
+        samples = torch.cat([model.sample(min(500, N_SAMPLES - n)).cpu() for n in range(0, N_SAMPLES, 500)])
+    own = checkpoint.history
+    base_seconds = 0.0
+    if variants[name].base is not None:
+        base_seconds = sum(r["seconds"] for r in load_checkpoint(run_path(variants[name].base, seed, quick)).history)
+    result = {
+        "variant": name, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
+        "epochs": checkpoint.epoch, "train_seconds": sum(r["seconds"] for r in own),
+        "train_seconds_with_base": base_seconds + sum(r["seconds"] for r in own),
+        "elbo": scores["elbo"].tolist(), "nll": scores["nll_iwae"].tolist(), "kl_per_layer": kl,
+        "free_bits_floor": recipe(variants[name], quick).free_bits,
+        "in_use": layers_in_use(kl, recipe(variants[name], quick).free_bits),
+        "samples": judge_images(judge, samples.clamp(0, 1)).to_dict(),
+        "heldout_elbo_by_epoch": [r["test_elbo"] for r in own], "score_seconds": time.perf_counter() - start,
+    }
+    torch.save({"digest": digest, "result": result}, cache)
+    return result
+
+
+def contrast(runs: dict[tuple[str, int], dict], a: str, b: str, measure: str) -> dict[str, Any] | None:
+    """A - B in `measure` ('nll': IWAE NLL, lower is better; 'elbo': higher is better), paired per
+    digit within each seed both have; across seeds, the mean of the per-seed differences."""
+    seeds = sorted(s for (name, s) in runs if name == a and (b, s) in runs)
+    if not seeds:
+        return None
+    per_seed = [paired_difference(runs[(a, s)][measure], runs[(b, s)][measure]) for s in seeds]
+    means = [m for m, _ in per_seed]
+    higher_is_better = measure == "elbo"
+    if len(seeds) > 1:
+        mean, se = mean_stderr(means)
+        spread = float(np.std(means, ddof=1))
+    else:  # one seed: the digit-level SE only; the seed spread of the full model is reported beside it
+        (mean, se), spread = per_seed[0], float("nan")
+    return {"seeds": seeds, "per_seed": [{"seed": s, "difference": m, "stderr": e} for s, (m, e) in zip(seeds, per_seed)],
+            "difference": mean, "stderr": se, "seed_spread": spread,
+            "verdict": verdict(mean, se, higher_is_better=higher_is_better).word}
+
+
+def summary(rows: list[dict]) -> dict[str, Any]:
+    """One variant over its seeds: means, their spread, layers in use, the judge."""
+    def across(values: list[float]) -> dict[str, float]:
+        return {"mean": float(np.mean(values)), "seed_sd": float(np.std(values, ddof=1)) if len(values) > 1 else None}
+    nll = [mean_stderr(r["nll"]) for r in rows]
+    return {
+        "variant": rows[0]["variant"], "seeds": [r["seed"] for r in rows], "parameters": rows[0]["parameters"],
+        "epochs": rows[0]["epochs"], "train_seconds": across([r["train_seconds"] for r in rows]),
+        "train_seconds_with_base": across([r["train_seconds_with_base"] for r in rows]),
+        "nll": across([m for m, _ in nll]), "nll_digit_stderr": float(np.mean([e for _, e in nll])),
+        "elbo": across([float(np.mean(r["elbo"])) for r in rows]),
+        "kl_per_layer": np.mean([r["kl_per_layer"] for r in rows], 0).tolist(),
+        "layers_in_use": [sum(r["in_use"]) for r in rows], "n_layers": len(rows[0]["in_use"]),
+        "confident_samples": across([r["samples"]["confident_fraction"] for r in rows]),
+        "confident_stderr": float(np.mean([r["samples"]["confident_stderr"] for r in rows])),
+    }
+
+
+def assemble(runs: dict[tuple[str, int], dict], variants: dict[str, Variant], k: int, quick: bool, out: Path) -> dict:
+    """The results file (no per-digit arrays) and the per-digit file beside it."""
+    rows = []
+    for name, variant in variants.items():
+        done = [runs[(name, s)] for s in variant.seeds if (name, s) in runs]
+        if done:
+            rows.append({**summary(done), "what": variant.what, "base": variant.base,
+                         "config": variant.config.to_dict()})
+    contrasts = []
+    for label, a, b in CONTRASTS:
+        found = {m: contrast(runs, a, b, m) for m in ("nll", "elbo")}
+        if found["nll"] is not None:
+            contrasts.append({"contrast": label, "a": a, "b": b, **found})
+    result = {
+        "benchmark": "ablations: each claim against a control that differs in one thing",
+        "protocol": {"data": "embedded split, seed 0: 4,000 training / 1,000 held-out digits",
+                     "binarisation": "fixed (seed 0)", "precision": "fp32", "k": k,
+                     "nll": f"IWAE-{k} bound, negated (nats per digit, lower is better)",
+                     "pairing": "per digit within a seed; across seeds the mean of per-seed differences, "
+                                "its standard error carries the spread between training runs",
+                     "samples": f"{N_SAMPLES} prior samples at temperature 1, judge confident = top class p >= 0.9",
+                     "quick": quick},
+        "recipe": {"from_scratch": (FAST_TRAIN if quick else ABLATION).to_dict(),
+                   "fine_tune": (FAST_TRAIN if quick else ABLATION_FINE_TUNE).to_dict()},
+        "rows": rows, "contrasts": contrasts, "machine": machine(),
+    }
+    write_json(out, result)
+    per_digit = {f"{name}-s{seed}": {"nll": [round(v, 3) for v in r["nll"]], "elbo": [round(v, 3) for v in r["elbo"]]}
+                 for (name, seed), r in sorted(runs.items())}
+    write_json(out.with_name(out.stem + "_per_digit.json"), per_digit)
+    return result
+
+
+def cached_runs(variants: dict[str, Variant], k: int, quick: bool) -> dict[tuple[str, int], dict]:
+    """Every scored run whose cache matches its checkpoint."""
+    runs = {}
+    for name, variant in variants.items():
+        for seed in variant.seeds:
+            path = run_path(name, seed, quick)
+            cache = path.with_suffix(f".k{k}.pt")
+            if path.is_file() and cache.is_file():
+                cached = torch.load(cache, weights_only=True)
+                if cached["digest"] == sha256_of(path):
+                    runs[(name, seed)] = cached["result"]
+    return runs
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="*", default=[], help="variants to train and score (default: none)")
+    parser.add_argument("--seeds", nargs="*", type=int, help="seeds (default: each variant's own)")
+    parser.add_argument("--k", type=int, default=K)
+    parser.add_argument("--assemble", action="store_true", help="write the results files from the cache")
+    parser.add_argument("--quick", action="store_true", help="tiny models, 300 digits, k = 3 (a smoke test)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "ablations.json")
+    args = parser.parse_args(argv)
+    variants = study(args.quick)
+    if unknown := set(args.runs) - set(variants):
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {sorted(variants)}")
+    data = load_mnist("embedded", seed=0)
+    if args.quick:
+        data, args.k = data.subset(300, 30), 3
+        args.assemble = True
+        args.runs = args.runs or list(variants)
+    judge = load_judge(progress=False)
+    for name in args.runs:
+        for seed in args.seeds if args.seeds is not None else variants[name].seeds:
+            result = score(name, seed, variants, data, judge, args.k, args.quick)
+            nll = mean_stderr(result["nll"])
+            print(f"{name} seed {seed}: IWAE-{args.k} NLL {nll[0]:.2f} +- {nll[1]:.2f}, in use "
+                  f"{sum(result['in_use'])}/{len(result['in_use'])}, {result['train_seconds']:.0f} s", flush=True)
+    if args.assemble:
+        out = args.out.with_name("ablations_quick.json") if args.quick else args.out
+        return assemble(cached_runs(variants, args.k, args.quick), variants, args.k, args.quick, out)
+    return {}
+
+
+if __name__ == "__main__":
+    main()
