@@ -142,9 +142,18 @@ def score(name: str, seed: int, variants: dict[str, Variant], data: DataSplit, j
     return result
 
 
+def seed_sd(runs: dict[tuple[str, int], dict], name: str, measure: str) -> float | None:
+    """The spread (sd) of a variant's mean `measure` between its training seeds: how far two runs of
+    one recipe land apart by chance."""
+    means = [float(np.mean(r[measure])) for (n, _), r in runs.items() if n == name]
+    return float(np.std(means, ddof=1)) if len(means) > 1 else None
+
+
 def contrast(runs: dict[tuple[str, int], dict], a: str, b: str, measure: str) -> dict[str, Any] | None:
     """A - B in `measure` ('nll': IWAE NLL, lower is better; 'elbo': higher is better), paired per
-    digit within each seed both have; across seeds, the mean of the per-seed differences."""
+    digit within each seed both have; across seeds, the mean of the per-seed differences, whose
+    standard error carries the spread between training runs. With one seed, that spread is taken
+    from the full model's seeds: two independent runs differ by chance with variance 2 sd^2."""
     seeds = sorted(s for (name, s) in runs if name == a and (b, s) in runs)
     if not seeds:
         return None
@@ -154,8 +163,10 @@ def contrast(runs: dict[tuple[str, int], dict], a: str, b: str, measure: str) ->
     if len(seeds) > 1:
         mean, se = mean_stderr(means)
         spread = float(np.std(means, ddof=1))
-    else:  # one seed: the digit-level SE only; the seed spread of the full model is reported beside it
-        (mean, se), spread = per_seed[0], float("nan")
+    else:
+        (mean, digit_se), spread = per_seed[0], None
+        chance = seed_sd(runs, "matryoshka", measure) or 0.0
+        se = float(np.sqrt(digit_se ** 2 + 2 * chance ** 2))
     return {"seeds": seeds, "per_seed": [{"seed": s, "difference": m, "stderr": e} for s, (m, e) in zip(seeds, per_seed)],
             "difference": mean, "stderr": se, "seed_spread": spread,
             "verdict": verdict(mean, se, higher_is_better=higher_is_better).word}

@@ -217,6 +217,8 @@ class TrainConfig:
     warmup_epochs: float = 3.0       # KL warm-up length (0 = off)
     free_bits: float = 0.0           # nats per latent layer below which KL is not penalised (0 = off)
     free_bits_end_epoch: float = 0.0 # > 0: the floor falls linearly from the end of warm-up to 0 here
+    top_free_bits: float = 0.0       # a floor on the top vector's KL alone, held all run (0 = off): lets
+                                     # the layer meant to hold the class take more information for free
     kl_balance: bool = False         # during warm-up, weight each layer's KL by its share (NVAE balancing)
     ema_decay: float = 0.0           # > 0: keep an exponential moving average of the weights; evaluate it
     grad_clip: float = 200.0         # max gradient norm; larger norms are scaled down
@@ -237,7 +239,7 @@ class TrainConfig:
         check_int(self.batch_size, "batch_size", minimum=1, error=ConfigError)
         check_float(self.lr, "lr", low=0.0, low_open=True, error=ConfigError)
         check_float(self.lr_final_fraction, "lr_final_fraction", low=0.0, high=1.0, error=ConfigError)
-        for name in ("warmup_epochs", "free_bits", "free_bits_end_epoch"):
+        for name in ("warmup_epochs", "free_bits", "free_bits_end_epoch", "top_free_bits"):
             check_float(getattr(self, name), name, low=0.0, error=ConfigError)
         if 0 < self.free_bits_end_epoch < self.warmup_epochs:
             raise ConfigError(f"free_bits_end_epoch={self.free_bits_end_epoch:g} ends the free-bits floor before the "

@@ -23,6 +23,7 @@ from . import paths
 from .checkpoints import Checkpoint, ModelConfig, load_checkpoint, load_shipped, save_checkpoint, sha256_of
 from .data import load_mnist
 from .judge import DigitJudge, train_judge
+from .priors import with_fitted_prior_checkpoint
 from .recipes import CHECKPOINT_NAMES, Recipe, check_name, fast_mode, recipe_data, recipe_for
 from .train import Trainer
 
@@ -64,7 +65,7 @@ def load_or_train(name: str, *, fast: bool | None = None, device: str = "auto", 
         cached = load_checkpoint(cache)
         if _same_recipe(cached, recipe):
             if cached.epoch >= recipe.train.epochs:
-                return cached
+                return _second_stage(recipe, cache, data)
             trainer = Trainer.resume(cache, data, progress=progress)
     if trainer is None:
         if not fast_mode(fast):
@@ -74,7 +75,22 @@ def load_or_train(name: str, *, fast: bool | None = None, device: str = "auto", 
         train_config = dataclasses.replace(recipe.train, device=device)
         trainer = Trainer(recipe.config, train_config, data, checkpoint_path=cache, progress=progress)
     trainer.fit()
-    return trainer.checkpoint()
+    if trainer.interrupted:  # Ctrl-C: the run so far, without its second stage
+        return trainer.checkpoint()
+    return _second_stage(recipe, cache, data)
+
+
+def _second_stage(recipe: Recipe, run: Path, data) -> Checkpoint:
+    """The finished run at `run`, with its top prior fitted to the training digits when the recipe
+    asks for it (cached beside the run, named by the run's sha256)."""
+    if not recipe.top_prior_components:
+        return load_checkpoint(run)
+    fitted = run.with_name(f"{run.stem}.prior-{sha256_of(run)[:12]}.pt")
+    if not fitted.is_file():
+        checkpoint = with_fitted_prior_checkpoint(load_checkpoint(run), data.train_images,
+                                                  recipe.top_prior_components, seed=recipe.train.seed)
+        save_checkpoint(checkpoint, fitted)
+    return load_checkpoint(fitted)
 
 
 def _as_float32(checkpoint: Checkpoint) -> Checkpoint:

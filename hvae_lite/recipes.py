@@ -32,8 +32,8 @@ def fast_mode(fast: bool | None = None) -> bool:
 
 
 # TrainConfig fields `python -m hvae_lite train` has flags for: valued flags, then switches.
-_CLI_VALUES = ("epochs", "batch_size", "lr", "warmup_epochs", "free_bits", "free_bits_end_epoch", "ema_decay",
-               "grad_clip", "seed", "init_from", "new_lr", "mixture_init_epoch")
+_CLI_VALUES = ("epochs", "batch_size", "lr", "warmup_epochs", "free_bits", "free_bits_end_epoch", "top_free_bits",
+               "ema_decay", "grad_clip", "seed", "init_from", "new_lr", "mixture_init_epoch")
 _CLI_SWITCHES = ("kl_balance", "amp")
 _CLI_FIELDS = _CLI_VALUES + _CLI_SWITCHES
 
@@ -48,6 +48,9 @@ class Recipe:
     base: str | None = None      # warm start from this named checkpoint (its trained weights)
     n_train: int | None = None   # use only the first n training digits (fast mode); None = all 4,000
     n_test: int | None = None    # held-out digits scored after each epoch; None = all 1,000
+    # > 0: a second stage after training: the top prior becomes a mixture of this many full-covariance
+    # Gaussians fitted to where the encoder puts the training digits (hvae_lite.priors)
+    top_prior_components: int = 0
 
     @property
     def config(self) -> HVAEConfig:

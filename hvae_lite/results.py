@@ -233,3 +233,43 @@ def ar_head_table(result: Mapping[str, Any]) -> str:
                      plus_minus(row["elbo_gain_over_default"], row["gain_stderr"], 2),
                      f"{sum(row['in_use'])} of {len(row['in_use'])}"))
     return markdown_table(header, rows)
+
+
+def _across_seeds(stat: Mapping[str, Any], digits: int = 1) -> str:
+    """'mean (seed sd s)' for a measure summarised over training seeds, or the mean alone for one."""
+    sd = stat.get("seed_sd")
+    return f"{stat['mean']:.{digits}f}" + (f" (sd {sd:.{digits}f})" if sd is not None else "")
+
+
+def ablation_table(result: Mapping[str, Any]) -> str:
+    """The ablation study (benchmarks/results/ablations.json), one row per variant: what differs,
+    size, compute, layers in use per seed, and the held-out scores averaged over its seeds."""
+    k = result["protocol"]["k"]
+    header = ["variant", "what differs from the full model", "parameters", "training (min, 1 core)", "seeds",
+              "layers in use", "held-out ELBO", f"IWAE-{k} NLL", "confident samples"]
+    return markdown_table(header, [
+        (row["variant"], row["what"], f"{row['parameters'] / 1e6:.2f} M",
+         f"{row['train_seconds_with_base']['mean'] / 60:.1f}", len(row["seeds"]),
+         " / ".join(f"{n}" for n in row["layers_in_use"]) + f" of {row['n_layers']}",
+         _across_seeds(row["elbo"]), _across_seeds(row["nll"]), _across_seeds(row["confident_samples"], 2))
+        for row in result["rows"]])
+
+
+def contrast_table(result: Mapping[str, Any], measure: str = "nll") -> str:
+    """Each contrast of the ablation study: A - B in `measure` ('nll' or 'elbo'), per seed (paired
+    over the held-out digits) and across seeds (mean, its standard error, the seed spread), and the
+    verdict of the kit's rule on the across-seed numbers."""
+    name = "IWAE NLL (lower is better)" if measure == "nll" else "held-out ELBO (higher is better)"
+    header = ["contrast (A against B)", f"A - B in {name}, per seed (± paired SE over digits)",
+              "mean ± SE", "seed spread (sd)", "verdict on A"]
+    rows = []
+    for row in result["contrasts"]:
+        c = row[measure]
+        if c is None:
+            continue
+        rows.append((f"{row['contrast']}: {row['a']} against {row['b']}",
+                     "; ".join(plus_minus(s["difference"], s["stderr"], 2) for s in c["per_seed"]),
+                     plus_minus(c["difference"], c["stderr"], 2),
+                     "" if c["seed_spread"] is None else f"{c['seed_spread']:.2f}",
+                     c["verdict"]))
+    return markdown_table(header, rows)

@@ -196,7 +196,8 @@ class Trainer:
         if self.train_config.kl_balance and beta < 1:
             units = torch.tensor([s.z[0].numel() for s in out.layers], dtype=torch.float32, device=out.kl.device)
             weights = kl_balance_weights(out.kl.mean(0), units)
-        return training_loss(out, beta, free_bits, weights), out.elbo.detach(), out.kl.detach()
+        loss = training_loss(out, beta, free_bits, weights, self.train_config.top_free_bits)
+        return loss, out.elbo.detach(), out.kl.detach()
 
     def _update(self, x: torch.Tensor, observed: torch.Tensor | None, beta: float, free_bits: float,
                 totals: dict[str, Any]) -> bool:
