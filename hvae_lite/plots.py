@@ -122,6 +122,48 @@ def compare_bars(values: Mapping[str, float], errors: Mapping[str, float] | None
     return fig
 
 
+def kl_per_layer_compare(kls: Mapping[str, Sequence[float]], title: str = "KL per latent layer",
+                         in_use_from: float = 1.0) -> Figure:
+    """Grouped bars: the mean KL (nats) of each latent layer (top vector first) for several models,
+    with a dashed line at `in_use_from` (the kit's "in use" threshold, see evaluate.layers_in_use)."""
+    if not kls:
+        raise InputError("nothing to plot: kls is empty")
+    values = {name: _numbers(kl, f"kls[{name!r}]") for name, kl in kls.items()}
+    n_layers = max(len(v) for v in values.values())
+    fig = Figure(figsize=(max(6.0, 0.55 * n_layers * len(values) ** 0.5 + 2), 3.0))
+    ax = fig.subplots()
+    width = 0.8 / len(values)
+    for i, (name, kl) in enumerate(values.items()):
+        ax.bar(np.arange(len(kl)) + (i - (len(values) - 1) / 2) * width, kl, width, label=name)
+    ax.axhline(in_use_from, color="grey", linestyle="--", linewidth=1, label=f"in use from {in_use_from:g} nat")
+    ax.set_xticks(range(n_layers), _layer_names(n_layers), rotation=45, fontsize=8)
+    ax.set(ylabel="KL (nats)", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def class_kept_curve(curves: Mapping[str, Mapping[int, tuple[float, float]]], chance: float | None = 0.1,
+                     title: str = "Which layers hold the class") -> Figure:
+    """The share of keep-top-k resamples the digit judge still gives the true class, against k, one
+    line per model, with +-1 standard-error bars (`explore.class_kept`'s {k: (share, stderr)})."""
+    if not curves:
+        raise InputError("nothing to plot: curves is empty")
+    fig = Figure(figsize=(5.5, 3.2))
+    ax = fig.subplots()
+    for name, curve in curves.items():
+        keeps = sorted(curve)
+        ax.errorbar(keeps, [curve[k][0] for k in keeps], yerr=[curve[k][1] for k in keeps], marker="o",
+                    capsize=3, label=name)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+    ax.set(xlabel="k: top layers kept from the digit (the rest resampled)", ylabel="true class kept",
+           ylim=(0, 1.02), title=title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def layer_resample_grid(samples: Tensor, keeps: Sequence[int], originals: Tensor | None = None,
                         title: str | None = None, scale: float = 0.6) -> Figure:
     """Rows: number k of top layers kept from the posterior; columns: for each digit, its original

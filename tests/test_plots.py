@@ -119,3 +119,16 @@ def test_original_and_samples_puts_the_framed_original_beside_a_grid():
     assert original.get_position().height > 1.5 * samples[0].get_position().height  # spans both rows
     with pytest.raises(ValueError, match=r"original must have 1 leading axes before \(C, H, W\)"):
         plots.original_and_samples(_images(1), _images(6))
+
+
+def test_kl_per_layer_compare_and_class_kept_curve():
+    from hvae_lite.plots import class_kept_curve, kl_per_layer_compare
+
+    fig = kl_per_layer_compare({"a": [3.0, 0.2, 1.5], "b": [0.1, 0.1, 4.0]})
+    ax = fig.axes[0]
+    assert len(ax.patches) == 6 and {"a", "b"} <= {t.get_text() for t in ax.get_legend().get_texts()}
+    fig = class_kept_curve({"m": {1: (0.6, 0.02), 11: (0.97, 0.01)}})
+    lines = fig.axes[0].get_lines()
+    assert list(lines[0].get_xdata()) == [1, 11] and list(lines[0].get_ydata()) == [0.6, 0.97]
+    with pytest.raises(Exception, match="empty"):
+        class_kept_curve({})
