@@ -282,6 +282,56 @@ def test_notebook_explorer_in_jupyterlab(lab, page, notebook):
     _shut_down_kernels(lab)
 
 
+def _formulas(notebook: Path) -> list[str]:
+    """The LaTeX of every formula in the notebook's markdown cells, in order (export.render_math's rules)."""
+    from hvae_lite.export import _CODE, _DISPLAY_MATH, _INLINE_MATH
+
+    formulas = []
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for part in _CODE.split(cell.source):
+                if not _CODE.fullmatch(part):
+                    formulas += [m.group(1) for m in _DISPLAY_MATH.finditer(part)]
+                    formulas += [m.group(1) for m in _INLINE_MATH.finditer(_DISPLAY_MATH.sub("", part))]
+    return formulas
+
+
+def test_report_formulas_render_offline(browser, tmp_path):
+    """Every formula of the exported report is typeset by Chromium: a <math> element with a size and
+    the formula's text inside it (nbconvert's embed_images once left them empty), with the network off."""
+    import bs4
+    from latex2mathml.converter import convert
+
+    from hvae_lite.export import export_html
+    from hvae_lite.report import REPORT_NOTEBOOK
+
+    html = export_html(REPORT_NOTEBOOK, tmp_path / "report.html")
+    expected = [bs4.BeautifulSoup(convert(latex.strip()), "html.parser").get_text() for latex in _formulas(REPORT_NOTEBOOK)]
+    assert "−logp(xmissing∣xobserved)" in expected  # the imputation section's formula
+    context = browser.new_context(offline=True)
+    fetched = []
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                  else (fetched.append(route.request.url), route.abort()))
+    page = context.new_page()
+    try:
+        page.goto(html.as_uri())
+        rendered = page.evaluate("""() => [...document.querySelectorAll('math')].map(m => {
+            const box = m.getBoundingClientRect();
+            return {text: m.textContent.replace(/\\s+/g, ''), width: box.width, height: box.height,
+                    children: m.children.length};
+        })""")
+        if len(rendered) > 0:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.locator("math").last.scroll_into_view_if_needed()
+            page.screenshot(path=SCREENSHOTS / "report-formulas.png")
+    finally:
+        context.close()
+    assert [formula["text"] for formula in rendered] == [text.replace(" ", "") for text in expected]
+    for formula in rendered:
+        assert formula["children"] > 0 and formula["width"] > 0 and formula["height"] > 0, formula
+    assert fetched == [], f"the report fetched {fetched}"
+
+
 def test_classroom_app_in_voila(voila, page):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{voila.url}/?token={voila.token}", timeout=NOTEBOOK_RUN_S * 1000)
