@@ -41,7 +41,7 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" if IN_SOURCE_TREE else USER_C
 DEFAULT_DOWNLOAD_DIR = REPO_ROOT / "data" / "mnist" if IN_SOURCE_TREE else USER_CACHE_DIR / "data"
 DOWNLOAD_DIR_ENV = "HVAE_LITE_DATA"
 # The notebooks: the report and the exercises are generated from here. An installed package holds
-# only the report's notebook, as package data in hvae_lite/notebooks/ (pyproject.toml maps it there).
+# only the report's and the app's notebooks, as package data in hvae_lite/notebooks/ (pyproject.toml maps it there).
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks" if IN_SOURCE_TREE else PACKAGE_DIR / "notebooks"
 
 
