@@ -155,7 +155,7 @@ async def _load(url: str, server: subprocess.Popen, sessions: int, moves: int, c
         closed = time.monotonic()
         for page in pages:  # run_before_unload: the page tells the server (as a closed tab does), unless it vanishes
             await page.close(run_before_unload=not vanish)
-        while kernels(server) and time.monotonic() - closed < timeout_s:
+        while kernels(server) and time.monotonic() - closed < (timeout_s if vanish else 30):
             await asyncio.sleep(1)
         gone_s = time.monotonic() - closed
         left = len(kernels(server))

@@ -4,12 +4,16 @@ Starts JupyterLab (and then Voila) on 127.0.0.1 with a random token and a free p
 in a temporary workspace holding output-free copies of the notebooks, and drives Debian's Chromium
 with Playwright: for notebooks 05, 06 and 07 it runs all cells, moves every slider and dropdown of
 the explorer and checks that the figure changed, that no cell shows an error and that the browser
-console logged no error; in the app it moves a control on every tab. One screenshot per page goes
+console logged no error; in the app it moves a control on every tab, and a closed page shuts its
+kernel down. The load test opens the app in LOAD_SESSIONS pages at once, each moving a control on
+every tab (`benchmarks/app_load.py`: redraw latency and kernel memory, written to
+reports/browser/app_load.json), then lets the pages vanish and waits for the server to cull their
+kernels. The report's formulas are checked as Chromium lays them out, offline. One screenshot per page goes
 to reports/browser/ (gitignored). The servers are stopped whatever happens.
 
 Needs Chromium and the `playwright` package (`pip install -e ".[dev]"`; never `playwright install`,
 which downloads browsers). Without them the test skips, except in CI (env CI=true), where it fails.
-About 2 minutes on a busy 2-core machine.
+About 4 minutes on a busy 2-core machine.
 """
 import json
 import os
@@ -27,7 +31,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from hvae_lite import app
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import app_load  # noqa: E402
 SCREENSHOTS = ROOT / "reports" / "browser"
 # Each notebook and the controls of its explorer: layers (digit, k, temperature), classes (component,
 # temperature), imputation (digit, samples; the occlusion dropdown).
@@ -42,6 +50,7 @@ HOW_TO_ENABLE = ('install Chromium (Debian/Ubuntu: `sudo apt-get install chromiu
 SERVER_START_S = 120
 NOTEBOOK_RUN_S = 420  # generous: seconds on an idle machine, minutes when its cores are shared
 REDRAW_S = 60
+LOAD_SESSIONS = 10  # students at once in the load test
 # Voila's page template links Font Awesome from a CDN; without a network (CI, an offline classroom)
 # that stylesheet fails to load and the page has no icons, which the explorers do not use. The one
 # console error tolerated, and only for that URL.
@@ -192,8 +201,12 @@ def lab(request, workspace):
 
 @pytest.fixture(scope="module")
 def voila(request, workspace):
-    return _server(request, workspace, [sys.executable, "-m", "voila", APP, "--no-browser", "--Voila.ip=127.0.0.1",
-                                        "--Voila.port_retries=0"], "--Voila.token", "voila")
+    root, jupyter, env = workspace
+    server = Server([sys.executable, "-m", "voila", APP, "--no-browser", "--Voila.ip=127.0.0.1", "--Voila.port_retries=0",
+                     *app.VOILA_OPTIONS], "--Voila.token", root, dict(env, **app.KERNEL_ENV), jupyter / "voila.log")
+    request.addfinalizer(server.stop)
+    server.wait_until_up()
+    return server
 
 
 def _figure(explorer) -> str:
@@ -347,3 +360,25 @@ def test_classroom_app_in_voila(voila, page):
         if i == 0:
             page.screenshot(path=SCREENSHOTS / "app.png")
     assert page.errors == [], "the browser console logged errors:\n" + "\n".join(page.errors)
+    assert len(app_load.kernels(voila.process)) == 1
+    page.close(run_before_unload=True)  # as a closed tab: Voila's page tells the server, which stops its kernel
+    deadline = time.monotonic() + REDRAW_S
+    while app_load.kernels(voila.process) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert app_load.kernels(voila.process) == [], "the kernel of a closed page is still running"
+
+
+def test_the_app_serves_a_class_and_culls_the_kernels_of_vanished_pages(chromium, workspace):
+    """LOAD_SESSIONS pages at once, each moving a control on every tab; every move redraws, then the
+    pages vanish (closed without telling the server) and the server culls their idle kernels.
+    Fast mode (tiny models): the numbers for the shipped models are benchmarks/results/app_load.json."""
+    _, _, env = workspace
+    result = app_load.measure(sessions=LOAD_SESSIONS, moves=3, vanish=True, cull_after=10, chromium=chromium,
+                              env=env, timeout_s=NOTEBOOK_RUN_S)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / "app_load.json").write_text(json.dumps(result, indent=2) + "\n")
+    assert result["page_errors"] == []
+    assert result["redraw_s"]["n"] == LOAD_SESSIONS * 3 and result["redraw_s"]["max"] < REDRAW_S
+    assert result["memory_mb"]["peak_kernels"] == LOAD_SESSIONS  # one kernel per page, all alive together
+    assert result["after_close"] == {"vanished": True, "kernels_left": 0,
+                                     "seconds_until_gone": result["after_close"]["seconds_until_gone"]}
