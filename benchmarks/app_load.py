@@ -103,6 +103,14 @@ def _rss(process: psutil.Process) -> int:
         return 0
 
 
+# True once the visible explorer shows a figure other than `before` (a redraw replaces the <img>).
+NEW_FIGURE = """(before) => {
+    const explorer = [...document.querySelectorAll('.hvae-lite-explorer')].find(e => e.offsetParent !== null);
+    const image = explorer && explorer.querySelector('.widget-output img');
+    return Boolean(image) && image.src !== before;
+}"""
+
+
 async def _session(page, url: str, moves: int, timeout_s: float) -> dict[str, Any]:
     """One student: open the app, then move a control on tab 0, 1, 2, 0, ... timing each redraw."""
     start = time.monotonic()
@@ -121,8 +129,7 @@ async def _session(page, url: str, moves: int, timeout_s: float) -> dict[str, An
         await explorer.locator(".noUi-handle").first.focus()
         pressed = time.monotonic()
         await page.keyboard.press("ArrowRight")  # a new setting: the first slider one step on
-        await page.wait_for_function("([img, before]) => img.src !== before", arg=[await image.element_handle(), before],
-                                     polling=50, timeout=timeout_s * 1000)
+        await page.wait_for_function(NEW_FIGURE, arg=before, polling=50, timeout=timeout_s * 1000)
         redraws.append(time.monotonic() - pressed)
     return {"ready_s": ready_s, "redraw_s": redraws}
 
@@ -137,7 +144,10 @@ async def _load(url: str, server: subprocess.Popen, sessions: int, moves: int, c
     async def sample_memory():
         while not done.is_set():
             procs = kernels(server)
-            samples.append((len(procs), sum(_rss(p) for p in procs), _rss(psutil.Process(server.pid))))
+            try:
+                samples.append((len(procs), sum(_rss(p) for p in procs), _rss(psutil.Process(server.pid))))
+            except psutil.Error:  # the server has gone: nothing more to sample
+                return
             await asyncio.sleep(0.5)
 
     sampler = asyncio.create_task(sample_memory())
