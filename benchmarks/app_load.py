@@ -36,6 +36,7 @@ from typing import Any
 import psutil
 
 from hvae_lite import app, paths
+from hvae_lite.recipes import FAST_ENV
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -218,7 +219,7 @@ def measure(sessions: int = 10, moves: int = 6, vanish: bool = False, cull_after
                 if line.startswith("model name")), "") if Path("/proc/cpuinfo").exists() else ""
     result["machine"] = {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
                          "load_average_1min_after": round(os.getloadavg()[0], 1)}
-    result["models"] = "tiny (fast mode)" if env.get("HVAE_LITE_FAST") == "1" else "shipped"
+    result["models"] = "tiny (fast mode)" if env.get(FAST_ENV) == "1" else "shipped"
     return result
 
 
