@@ -4,8 +4,7 @@ Starts JupyterLab (and then Voila) on 127.0.0.1 with a random token and a free p
 in a temporary workspace holding output-free copies of the notebooks, and drives Debian's Chromium
 with Playwright: for notebooks 05, 06 and 07 it runs all cells, moves every slider and dropdown of
 the explorer and checks that the figure changed, that no cell shows an error and that the browser
-console logged no error; in the app it moves a control on every tab, and a closed page shuts its
-kernel down. The load test opens the app in LOAD_SESSIONS pages at once, each moving a control on
+console logged no error; in the app it moves a control on every tab. The load test opens the app in LOAD_SESSIONS pages at once, each moving a control on
 every tab (`benchmarks/app_load.py`: redraw latency and kernel memory, written to
 reports/browser/app_load.json), then lets the pages vanish and waits for the server to cull their
 kernels. The report's formulas are checked as Chromium lays them out, offline. One screenshot per page goes
@@ -360,12 +359,7 @@ def test_classroom_app_in_voila(voila, page):
         if i == 0:
             page.screenshot(path=SCREENSHOTS / "app.png")
     assert page.errors == [], "the browser console logged errors:\n" + "\n".join(page.errors)
-    assert len(app_load.kernels(voila.process)) == 1
-    page.close(run_before_unload=True)  # as a closed tab: Voila's page tells the server, which stops its kernel
-    deadline = time.monotonic() + REDRAW_S
-    while app_load.kernels(voila.process) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert app_load.kernels(voila.process) == [], "the kernel of a closed page is still running"
+    assert len(app_load.kernels(voila.process)) == 1  # one kernel per page (the load test culls them)
 
 
 def test_the_app_serves_a_class_and_culls_the_kernels_of_vanished_pages(chromium, workspace):
