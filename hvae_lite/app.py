@@ -43,10 +43,11 @@ _TAB_STYLE = "<style>.jupyter-widgets.jupyter-widget-tab.hvae-lite-tabs > .lm-Ta
 # Where the imputations of every digit and occlusion are kept between runs (one file per set of
 # models and settings), so each visitor's kernel loads them instead of computing them.
 CACHE_DIR = paths.RUNS_DIR / "app"
-# Voila's Jupyter server, set for a class. A page that is closed normally shuts its kernel down
-# (Voila's page sends a beacon); a kernel whose page vanished without a word (a laptop put to sleep,
-# a dropped network) and that has stayed idle, with no page connected, for 10 minutes is culled,
-# checked every minute. A page still open is never culled, however long it sits idle.
+# Voila's Jupyter server, set for a class. Voila's page asks the server to stop its kernel as it
+# unloads, but a page can vanish without a word (a laptop put to sleep, a dropped network), and
+# without culling every such kernel (about 0.5 GB) stays until the server stops: a kernel with no
+# page connected that has stayed idle for 10 minutes is culled, checked every minute. A page still
+# open is never culled, however long it sits idle.
 VOILA_OPTIONS = ("--MappingKernelManager.cull_idle_timeout=600", "--MappingKernelManager.cull_interval=60",
                  "--MappingKernelManager.cull_connected=False")
 # Every visitor has a kernel of their own: one thread each, so that ten kernels redrawing at once
