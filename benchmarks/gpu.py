@@ -1,7 +1,7 @@
 """GPU throughput: training images/s, achieved TFLOP/s and peak GPU memory per preset.
 
-    PYTHONPATH=. python benchmarks/gpu.py [--presets matryoshka omniglot cifar10] [--batch-size 128]
-                                          [--steps 20] [--compile] [--json gpu.json]
+    PYTHONPATH=. .venv/bin/python benchmarks/gpu.py [--presets matryoshka omniglot cifar10] [--batch-size 128]
+                                                    [--steps 20] [--compile] [--json gpu.json]
 
 For each preset and each variant (fp32; bf16 autocast; bf16 + channels_last; with --compile,
 bf16 + torch.compile) it times full training steps (forward, backward, Adamax update) on random

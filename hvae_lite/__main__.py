@@ -20,7 +20,8 @@ from .cli import build_parser, parse_overrides, parse_value
 from .config import RESUME_SAFE, TrainConfig, get_preset
 from .data import load_data
 from .errors import CheckpointError, ConfigError, HVAELiteError, InputError
-from .evaluate import evaluate
+from .evaluate import EVAL_BATCH, EVAL_CHUNK, evaluate
+from .pretrained import open_checkpoint, shipped_path
 from .train import Trainer, resolve_device
 from .validate import check_int, check_temperature
 
@@ -115,12 +116,14 @@ def _start(args: argparse.Namespace, out: Path, dist: distributed.DistContext) -
         raise CheckpointError(f"{out} already exists; --resume continues that run, --overwrite replaces it, "
                               "or choose another --out")
     config = get_preset(args.preset or "matryoshka", **parse_overrides(args.set))
+    if args.init_from:  # a shipped model's name stands for its file
+        args.init_from = shipped_path(args.init_from)
     train_config = TrainConfig(**_given_train_fields(args))
     resolve_device(train_config.device)
     if args.limit_train is not None:
         check_int(args.limit_train, "--limit-train", minimum=1)
     if train_config.init_from:
-        load_checkpoint(train_config.init_from)  # a wrong path fails now, not after loading the data
+        open_checkpoint(train_config.init_from)  # a wrong path fails now, not after loading the data
     _check_writable(out)
     data = _data_for(args.data or "embedded", args.split_seed or 0, args.limit_train, dist=dist)
     return Trainer(config, train_config, data, checkpoint_path=out, progress=not args.quiet)
@@ -168,15 +171,21 @@ def _heldout_images(args: argparse.Namespace, checkpoint: Checkpoint) -> torch.T
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    for name, value in (("--k", args.k), ("--n-images", args.n_images), ("--seed", args.seed)):
+    for name, value in (("--k", args.k), ("--n-images", args.n_images), ("--seed", args.seed),
+                        ("--batch-size", args.batch_size), ("--chunk", args.chunk)):
         if value is not None:
             check_int(value, name, minimum=0 if name == "--seed" else 1)
     if args.json and Path(args.json).is_dir():
         raise InputError(f"--json {args.json} is a folder; give a file name, e.g. {Path(args.json) / 'metrics.json'}")
     device = resolve_device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint)
+    checkpoint = open_checkpoint(args.checkpoint)
     images = _heldout_images(args, checkpoint)
-    metrics = evaluate(checkpoint.model(device), images, k=args.k, seed=args.seed, progress=not args.quiet)
+    try:
+        metrics = evaluate(checkpoint.model(device), images, k=args.k, batch_size=args.batch_size,
+                           chunk_size=args.chunk, seed=args.seed, progress=not args.quiet)
+    except torch.OutOfMemoryError:
+        raise InputError(f"evaluation ran out of {device.type} memory with forward passes of {args.batch_size} images x "
+                         f"{args.chunk} importance samples; give a smaller --batch-size or --chunk") from None
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.json:
@@ -197,7 +206,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise InputError(f"--out {args.out}: unknown image type; end the name with one of "
                          f"{', '.join('.' + k for k in sorted(kinds))}")
     device = resolve_device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint)
+    checkpoint = open_checkpoint(args.checkpoint)
     model = checkpoint.model(device)
     torch.manual_seed(args.seed)
     images = model.sample(args.n, temperature=args.temperature)

@@ -21,6 +21,7 @@ import torch
 
 from . import paths
 from .checkpoints import Checkpoint, ModelConfig, load_checkpoint, load_shipped, save_checkpoint, sha256_of
+from .errors import CheckpointError
 from .data import load_mnist
 from .judge import DigitJudge, train_judge
 from .priors import with_fitted_prior_checkpoint
@@ -91,6 +92,29 @@ def _second_stage(recipe: Recipe, run: Path, data) -> Checkpoint:
                                                   recipe.top_prior_components, seed=recipe.train.seed)
         save_checkpoint(checkpoint, fitted)
     return load_checkpoint(fitted)
+
+
+def open_checkpoint(name_or_path: str | Path) -> Checkpoint:
+    """A checkpoint given by its path or, where no such file exists, a shipped model by its name
+    (one of recipes.CHECKPOINT_NAMES, e.g. "matryoshka"): the shipped file, verified against its
+    manifest, weights in float32. What the command line's `evaluate`, `sample` and `--init-from` take."""
+    path = Path(name_or_path)
+    if not path.exists() and str(name_or_path) in CHECKPOINT_NAMES:
+        return _as_float32(load_shipped(str(name_or_path)))
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as error:
+        if path.exists():
+            raise
+        raise CheckpointError(f"{error}; or name a shipped model: {', '.join(CHECKPOINT_NAMES)}") from None
+
+
+def shipped_path(name_or_path: str) -> str:
+    """`name_or_path` itself, or the shipped file of a model named by CHECKPOINT_NAMES when no such
+    file exists here (for settings that store a path, such as TrainConfig.init_from)."""
+    if not Path(name_or_path).exists() and name_or_path in CHECKPOINT_NAMES:
+        return str(Path(paths.CHECKPOINT_DIR) / f"{name_or_path}.pt")
+    return name_or_path
 
 
 def _as_float32(checkpoint: Checkpoint) -> Checkpoint:

@@ -85,5 +85,5 @@ def run_report(out_dir: str | Path = "reports", parameters: dict[str, Any] | Non
     except papermill.PapermillExecutionError as error:
         raise ReportError(f"the report failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
                           f"the executed notebook is kept at {files.notebook}", files.notebook) from error
-    export_html(files.notebook, files.html)
+    export_html(files.notebook, files.html, image_dir=notebook.parent)
     return files

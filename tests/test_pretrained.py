@@ -133,3 +133,40 @@ def test_shipped_checkpoint_matches_its_manifest(name):
     torch.manual_seed(subset["torch_seed"])
     elbo, _ = heldout_elbo(model, images)
     assert elbo == pytest.approx(subset["elbo"], abs=0.05)
+
+
+@pytest.mark.skipif(not (CHECKPOINT_DIR / "matryoshka.pt").is_file(), reason="no shipped checkpoint")
+def test_a_shipped_model_is_opened_by_name_and_a_file_of_that_name_wins(fast_run, tmp_path, monkeypatch):
+    from hvae_lite.pretrained import open_checkpoint, shipped_path
+
+    by_name = open_checkpoint("matryoshka")
+    assert by_name.config == RECIPES["matryoshka"].config
+    assert all(v.dtype == torch.float32 for v in by_name.model_state.values() if v.is_floating_point())
+    assert shipped_path("matryoshka") == str(CHECKPOINT_DIR / "matryoshka.pt")
+    monkeypatch.chdir(tmp_path)  # a file called "matryoshka" in the working folder is what the user means
+    checkpoint, runs, _ = fast_run
+    (tmp_path / "matryoshka").write_bytes((runs / "fast-matryoshka.pt").read_bytes())
+    assert open_checkpoint("matryoshka").config == checkpoint.config
+    assert shipped_path("matryoshka") == "matryoshka"
+    with pytest.raises(CheckpointError, match="or name a shipped model: matryoshka, mixture"):
+        open_checkpoint("no-such-model")
+
+
+@pytest.mark.skipif(not (CHECKPOINT_DIR / "matryoshka.pt").is_file(), reason="no shipped checkpoint")
+def test_the_command_line_takes_shipped_names_and_evaluation_chunks(tmp_path, capsys, monkeypatch):
+    """evaluate and sample take a shipped model's name; evaluate's --batch-size and --chunk size its
+    forward passes (the IWAE draws then come in another order; the ELBO is the same)."""
+    from hvae_lite.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    scores = []
+    for flags in (["--batch-size", "4", "--chunk", "3"], ["--batch-size", "1", "--chunk", "1"]):
+        assert main(["evaluate", "matryoshka", "--k", "3", "--n-images", "4", "--quiet", *flags]) == 0
+        scores.append(json.loads(capsys.readouterr().out))
+    assert scores[0]["n_images"] == 4 and scores[0]["k"] == 3
+    assert scores[0]["elbo"] == pytest.approx(scores[1]["elbo"])
+    assert scores[0]["nll_iwae"] == pytest.approx(scores[1]["nll_iwae"], abs=3.0)
+    assert main(["sample", "mixture", "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    assert main(["evaluate", "matryoshka", "--chunk", "0"]) == 1
+    assert "--chunk must be >= 1" in capsys.readouterr().err
