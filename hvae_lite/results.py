@@ -244,11 +244,12 @@ def ablation_table(result: Mapping[str, Any]) -> str:
     """The ablation study (benchmarks/results/ablations.json), one row per variant: what differs,
     size, compute, layers in use per seed, and the held-out scores averaged over its seeds."""
     k = result["protocol"]["k"]
-    header = ["variant", "what differs from the full model", "parameters", "training (min, 1 core)", "seeds",
-              "layers in use", "held-out ELBO", f"IWAE-{k} NLL", "confident samples"]
+    header = ["variant", "what differs from the full model", "parameters", "training compute: PFLOP (minutes, "
+              "1 core of a shared machine)", "seeds", "layers in use", "held-out ELBO", f"IWAE-{k} NLL", "confident samples"]
     return markdown_table(header, [
         (row["variant"], row["what"], f"{row['parameters'] / 1e6:.2f} M",
-         f"{row['train_seconds_with_base']['mean'] / 60:.1f}", len(row["seeds"]),
+         f"{row['training_pflop_with_base']['mean']:.2f} ({row['train_seconds_with_base']['mean'] / 60:.0f})",
+         len(row["seeds"]),
          " / ".join(f"{n}" for n in row["layers_in_use"]) + f" of {row['n_layers']}",
          _across_seeds(row["elbo"]), _across_seeds(row["nll"]), _across_seeds(row["confident_samples"], 2))
         for row in result["rows"]])
