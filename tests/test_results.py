@@ -104,3 +104,15 @@ def test_imputation_tables_show_every_row_with_its_standard_errors():
     assert plus_minus(1.234, 0.05, 2) == "1.23 ± 0.05"
 
 
+
+
+def test_contrast_sentence_reads_the_verdict():
+    from hvae_lite.results import contrast_sentence
+
+    contrast = {"a": "matryoshka", "b": "no-td-path", "nll": {"seeds": [0, 1, 2], "difference": -2.8, "stderr": 0.4,
+                                                            "seed_spread": 0.7, "verdict": "better"}}
+    text = contrast_sentence(contrast)
+    assert text.startswith("matryoshka - no-td-path in IWAE NLL") and text.endswith("matryoshka is better")
+    assert "-2.80 ± 0.40 nats over 3 seeds, seed spread 0.70" in text
+    contrast["nll"].update(verdict="not distinguishable", seeds=[0], seed_spread=None)
+    assert contrast_sentence(contrast).endswith("over 1 seed: matryoshka and no-td-path are not distinguishable")
