@@ -175,19 +175,23 @@ def depth_spec(n_layers: int) -> str:
 
 PRESETS: dict[str, HVAEConfig] = {
     # The kit's default: the author's MNIST hierarchy (32-d top vector, 5 latent maps at 7x7 + 5 at
-    # 14x14, 4 channels each) at width 32, a quarter of the author's FLOPs, so it trains on a CPU.
-    "matryoshka": HVAEConfig(width=32),
-    # The author's full width (64): about 4x the compute of the default.
-    "matryoshka-64": HVAEConfig(width=64),
-    # The default with a lightweight autoregressive head: one masked 3x3 conv, so each pixel sees
+    # 14x14, 4 channels each) at the author's width, 64.
+    "matryoshka": HVAEConfig(width=64),
+    # The same at width 32, a quarter of the FLOPs: the ablation study's full model and the
+    # 10-minute "train it yourself" recipe.
+    "matryoshka-32": HVAEConfig(width=32),
+    # matryoshka-32 with a lightweight autoregressive head: one masked 3x3 conv, so each pixel sees
     # only its 4 causal neighbours and the latents must still carry the shape.
     "matryoshka-ar": HVAEConfig(width=32, ar_layers=1, ar_kernel=3, ar_width=16),
-    # A mixture-of-Gaussians prior on a smaller (16-d) top vector: class structure without labels.
-    "mixture": HVAEConfig(width=32, top_prior="mixture", top_latent_dim=16),
-    "imputation": HVAEConfig(width=32, conditional=True),
-    # Ablations of the cpu preset (the notebooks and benchmarks compare them at equal budget).
-    "no-td-path": HVAEConfig(width=32, deterministic_path=False),
-    "no-merge": HVAEConfig(width=32, inference_merge=False),
+    # The default with a learned mixture of 10 full-covariance Gaussians as the top prior: class
+    # structure without labels.
+    "mixture": HVAEConfig(width=64, top_prior="mixture", mixture_covariance="full"),
+    # The default as a conditional model: the generator also sees the observed pixels and the mask.
+    "imputation": HVAEConfig(width=64, conditional=True),
+    # The ablations of matryoshka-32, widened to its number of parameters (within 1 %): without the
+    # deterministic top-down path (the naive stack) and without the inference merge.
+    "no-td-path": HVAEConfig(width=34, deterministic_path=False),
+    "no-merge": HVAEConfig(width=42, inference_merge=False),
     # The author's Omniglot shape: 3 latent maps at 7x7, 3 at 14x14, 5 at 28x28, 6 channels each.
     "omniglot": HVAEConfig(latent_spec="7x3,14x3,28x5", latent_channels=6),
     # CIFAR-10 (32x32 RGB, 8-bit pixels): 5 latent maps at 8x8, 5 at 16x16, 8 channels each, width 128,

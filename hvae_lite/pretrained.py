@@ -122,13 +122,19 @@ def _as_float32(checkpoint: Checkpoint) -> Checkpoint:
     return dataclasses.replace(checkpoint, model_state=state)
 
 
-def ship_checkpoint(run_path: str | Path, out_path: str | Path, dtype: torch.dtype = torch.float32) -> str:
-    """Write the weights-only copy of a training checkpoint (model state in `dtype`, history kept,
-    no optimiser, scheduler or RNG state) to `out_path`; returns its sha256."""
+def ship_checkpoint(run_path: str | Path, out_path: str | Path, dtype: torch.dtype = torch.float32, *,
+                    prior_images: torch.Tensor | None = None, prior_components: int = 0, seed: int = 0) -> str:
+    """Write the weights-only copy of a training checkpoint (its evaluation weights in `dtype`,
+    history kept, no optimiser, scheduler or RNG state) to `out_path`; returns its sha256.
+    prior_components > 0: the recipe's second stage first, the top prior fitted to `prior_images`
+    (hvae_lite.priors), on the weights as stored."""
     run = load_checkpoint(run_path)
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in run.evaluation_state().items()}
-    save_checkpoint(Checkpoint(run.config, state, run.train_config, run.history, run.epoch, run.step,
-                               data=run.data), out_path)
+    stored = {k: v.to(dtype).float() if v.is_floating_point() else v for k, v in run.evaluation_state().items()}
+    run = Checkpoint(run.config, stored, run.train_config, run.history, run.epoch, run.step, data=run.data)
+    if prior_components:
+        run = with_fitted_prior_checkpoint(run, prior_images, prior_components, seed=seed)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in run.model_state.items()}
+    save_checkpoint(dataclasses.replace(run, model_state=state), out_path)
     return sha256_of(out_path)
 
 
