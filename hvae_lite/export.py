@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from . import files
+
 # The lab template without the blocks that load JavaScript from CDNs (require.js, MathJax,
 # mermaid, the widget manager): the report has static figures only, and its formulas are
 # converted to MathML before the export (`render_math`), so MathJax is not needed.
@@ -58,5 +60,5 @@ def export_html(notebook: Path, html: Path) -> Path:
     exporter = HTMLExporter(extra_loaders=[jinja2.DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})],
                             template_file="offline.html.j2", embed_images=True)
     body, _ = exporter.from_notebook_node(node)
-    html.write_text(body, encoding="utf-8")
+    files.write_text(html, body, "html")
     return html

@@ -88,7 +88,7 @@ def ship_checkpoint(run_path: str | Path, out_path: str | Path, dtype: torch.dty
     run = load_checkpoint(run_path)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in run.evaluation_state().items()}
     save_checkpoint(Checkpoint(run.config, state, run.train_config, run.history, run.epoch, run.step,
-                               data=run.data), out_path)
+                               data=run.data), out_path, allow_shipped=True)  # `make checkpoints` writes the shipped files
     return sha256_of(out_path)
 
 
