@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError
-from .validate import check_bool, check_float, check_int
+from .validate import check_bool, check_device_name, check_float, check_int, check_seed
 
 IMAGE_SIZE = 28  # the default image side (MNIST); every latent resolution must be image_size / 2**k
 
@@ -254,6 +254,8 @@ class TrainConfig:
         check_float(self.skip_threshold, "skip_threshold", low=0.0, low_open=True, error=ConfigError)
         check_int(self.mixture_init_epoch, "mixture_init_epoch (-1: off)", minimum=-1, maximum=self.epochs - 1,
                   error=ConfigError)
+        for name in ("seed", "eval_seed"):
+            check_seed(getattr(self, name), name, error=ConfigError)
         check_device_name(self.device)
 
     def to_dict(self) -> dict[str, Any]:
@@ -270,16 +272,3 @@ class TrainConfig:
 # Settings a resumed run may change: they move the run elsewhere but do not change its numbers.
 RESUME_SAFE = ("device", "compile")
 
-_DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
-
-
-def check_device_name(name: str) -> None:
-    """A device name torch understands and the kit can train on (availability is checked when used)."""
-    if name == "auto":
-        return
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as error:
-        raise ConfigError(f"unknown device {name!r}; {_DEVICE_HINT}") from error
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device {name!r} is not one the kit trains on; {_DEVICE_HINT}")

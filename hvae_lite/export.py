@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from . import files
+
 # The lab template without the blocks that load JavaScript from CDNs (require.js, MathJax,
 # mermaid, the widget manager): the report has static figures only, and its formulas are
 # converted to MathML before the export (`render_math`), so MathJax is not needed.
@@ -88,5 +90,5 @@ def export_html(notebook: Path, html: Path, image_dir: Path | None = None) -> Pa
                 output.data["text/markdown"] = render_math(output.data["text/markdown"])
     folder = Path(image_dir or Path(notebook).parent)
     body, _ = _exporter().from_notebook_node(node, resources={"metadata": {"path": str(folder)}})
-    html.write_text(body, encoding="utf-8")
+    files.write_text(html, body, "html")
     return html

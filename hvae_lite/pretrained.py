@@ -134,7 +134,7 @@ def ship_checkpoint(run_path: str | Path, out_path: str | Path, dtype: torch.dty
     if prior_components:
         run = with_fitted_prior_checkpoint(run, prior_images, prior_components, seed=seed)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in run.model_state.items()}
-    save_checkpoint(dataclasses.replace(run, model_state=state), out_path)
+    save_checkpoint(dataclasses.replace(run, model_state=state), out_path, allow_shipped=True)  # `make checkpoints` writes the shipped files
     return sha256_of(out_path)
 
 
