@@ -62,6 +62,8 @@ def sample_verdicts(model, judge, n: int) -> dict[str, Any]:
     an AR head)."""
     verdicts = {}
     for setting, temperature in SAMPLE_SETTINGS.items():
+        if model.n_latent_layers == 1 and setting != "1":
+            continue  # one latent layer (the MLP): no maps to cool
         with seeded(0):
             samples = torch.cat([model.sample(min(500, n - done), temperature(model.n_latent_layers)).cpu()
                                  for done in range(0, n, 500)])

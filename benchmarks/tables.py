@@ -50,7 +50,8 @@ def models_table() -> str:
         rows.append((LABELS.get(name, name), row["epochs"], f"{row['train_seconds_with_base'] / 60:.0f}",
                      _pm(row["elbo"], row["elbo_stderr"]), _pm(row["nll_iwae"], row["nll_iwae_stderr"]),
                      f"{sum(row['in_use'])} of {len(row['in_use'])}",
-                     f"{samples['1']['confident_fraction']:.2f} / {samples['maps 0.5']['confident_fraction']:.2f}",
+                     f"{samples['1']['confident_fraction']:.2f} / "
+                     + (f"{samples['maps 0.5']['confident_fraction']:.2f}" if "maps 0.5" in samples else "-"),
                      f"{samples['1']['classifier_score']:.2f}"))
     real = shipped["judge_on_real_heldout"]
     rows.append(("real held-out digits (ceiling)", "", "", "", "", "", f"{real['confident_fraction']:.2f}",
