@@ -18,8 +18,8 @@ def test_default_preset_has_the_authors_hierarchy():
     config = get_preset("matryoshka")
     assert config.n_latent_layers == 11 >= 10  # the top vector + 10 latent maps
     assert config.resolutions == [7] * 5 + [14] * 5
-    assert (config.top_latent_dim, config.latent_channels, config.width) == (32, 4, 32)
-    assert get_preset("matryoshka-64") == config.replace(width=64)  # the author's width
+    assert (config.top_latent_dim, config.latent_channels, config.width) == (32, 4, 64)  # the author's width
+    assert get_preset("matryoshka-32") == config.replace(width=32)  # the study's and the quick recipe's
 
 
 def test_preset_variants_differ_where_named():
