@@ -8,16 +8,15 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-import matplotlib
-import matplotlib.lines
-import matplotlib.patches
 import numpy as np
-from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyBboxPatch, Patch
+from matplotlib.patches import Patch
 import torch
 from torch import Tensor
 
+from .charts import (_numbers, compare_bars, embedding_scatter, kl_comparison, kl_per_layer,  # noqa: F401 (re-exported)
+                     training_curves, value_axis_limits)
+from .diagrams import CAUSAL_COLOURS, STREAM_COLOURS, architecture_diagram, causality_maps  # noqa: F401 (re-exported)
 from .errors import InputError
 from .validate import check_float, check_images, check_int
 
@@ -31,17 +30,6 @@ def _image_stack(images: Tensor, n_lead: int, name: str) -> Tensor:
     image_shape = tuple(images.shape[-3:])
     return check_images(images.detach().cpu().reshape(-1, *image_shape), name=name,
                         shape=image_shape).view(images.shape)
-
-
-def _numbers(values: Sequence[float], name: str, each: str = "one per latent layer") -> np.ndarray:
-    """A non-empty 1-D sequence of finite numbers (`each` says what one of them stands for)."""
-    try:
-        array = np.asarray(values, dtype=float) if len(values) else np.zeros(0)
-    except (TypeError, ValueError):
-        array = np.zeros(0)
-    if array.ndim != 1 or len(array) == 0 or not np.isfinite(array).all():
-        raise InputError(f"{name} must be a non-empty list of finite numbers, {each}, got {values!r}")
-    return array
 
 
 def image_grid(images: Tensor, ncols: int | None = None, title: str | None = None, scale: float = 0.6) -> Figure:
@@ -61,128 +49,6 @@ def image_grid(images: Tensor, ncols: int | None = None, title: str | None = Non
     if title:
         fig.suptitle(title, fontsize=max(12, round(11 * scale)))
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
-    return fig
-
-
-def kl_per_layer(kl: Sequence[float], title: str = "KL per latent layer", ax=None) -> Figure:
-    """Bar chart of the mean KL (nats) of each latent layer, top vector first."""
-    kl = _numbers(kl, "kl")
-    if ax is None:
-        fig = Figure(figsize=(6, 2.8))
-        ax = fig.subplots()
-    fig = ax.figure
-    ax.bar(range(len(kl)), kl, color="tab:blue")
-    ax.set_xticks(range(len(kl)), _layer_names(len(kl)), rotation=45, fontsize=8)
-    ax.set_ylabel("KL (nats)")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def training_curves(history: Sequence[dict], title: str = "Training") -> Figure:
-    """Left: train and held-out ELBO per epoch. Right: KL of each latent layer per epoch (held-out
-    when the history has it, else training).
-
-    `history` is `Trainer.fit()`'s list of per-epoch dicts (epoch, elbo, test_elbo, test_kl, ...).
-    """
-    if not history:
-        raise InputError("history is empty: train for at least one epoch")
-    needed = {"epoch", "elbo", "kl"}
-    if any(not isinstance(r, dict) or needed - set(r) for r in history):
-        raise InputError(f"each record of history must be a dict with {sorted(needed)} (Trainer.fit() returns "
-                         "such a list)")
-    epochs = [record["epoch"] for record in history]
-    fig = Figure(figsize=(10, 3.2))
-    ax_elbo, ax_kl = fig.subplots(1, 2)
-    ax_elbo.plot(epochs, [r["elbo"] for r in history], "o-", label="train")
-    if "test_elbo" in history[0]:
-        ax_elbo.plot(epochs, [r["test_elbo"] for r in history], "s-", label="held-out")
-    ax_elbo.set(xlabel="epoch", ylabel="ELBO (nats)", title=title)
-    ax_elbo.legend()
-    held_out = "test_kl" in history[0]
-    kl = np.array([r["test_kl" if held_out else "kl"] for r in history])  # (epochs, layers)
-    colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, kl.shape[1]))
-    for i, colour in enumerate(colours):
-        ax_kl.plot(epochs, kl[:, i], color=colour, label="z0 (top)" if i == 0 else f"z{i}")
-    ax_kl.set(xlabel="epoch", ylabel="KL (nats)",
-              title=f"{'held-out ' if held_out else ''}KL per latent layer (top = dark)")
-    ax_kl.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def compare_bars(values: Mapping[str, float], errors: Mapping[str, float] | None = None,
-                 ylabel: str = "nats", title: str = "", *, from_zero: bool = False) -> Figure:
-    """One bar per model (e.g. its IWAE NLL), in the order given, with +-1 standard-error whiskers
-    for the models that have one in `errors`.
-
-    The value axis spans the values and their whiskers (with a margin), not 0 to the largest: a
-    15-nat difference between NLLs of about 100 is then visible. A note under the title says where
-    the axis starts when it is not 0. from_zero=True draws the axis from 0 instead.
-    """
-    if not values:
-        raise InputError("nothing to plot: values is empty")
-    names = list(values)
-    heights = _numbers([values[n] for n in names], "values", "one per model")
-    whiskers = _numbers([(errors or {}).get(name, 0.0) for name in names], "errors", "one per model")
-    fig = Figure(figsize=(max(4.0, 0.9 * len(names) + 1.5), 3.2))
-    ax = fig.subplots()
-    ax.bar(range(len(names)), heights, yerr=whiskers, capsize=4, color="tab:blue")
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    low, high = value_axis_limits(heights, whiskers, from_zero=from_zero)
-    ax.set_ylim(low, high)
-    if low > 0 or high < 0:
-        start = low if low > 0 else high
-        ax.text(0.01, 0.98, f"axis from {start:.3g}, not 0", transform=ax.transAxes, ha="left", va="top",
-                fontsize=7, color="0.35")
-    fig.tight_layout()
-    return fig
-
-
-def value_axis_limits(values: Sequence[float], errors: Sequence[float] | None = None, *,
-                      from_zero: bool = False, margin: float = 0.15) -> tuple[float, float]:
-    """(low, high) of a value axis that shows the differences between `values` (with their +-errors).
-
-    0 is included when from_zero is set, or when including it would stretch the span by less than
-    half (so a chart of 3, 5 and 9 still starts at 0 while one of 88, 90 and 110 does not).
-    """
-    values = np.asarray(values, dtype=float)
-    errors = np.zeros_like(values) if errors is None else np.abs(np.asarray(errors, dtype=float))
-    lows, highs = values - errors, values + errors
-    low, high = float(lows.min()), float(highs.max())
-    with_zero = (min(low, 0.0), max(high, 0.0))
-    span = high - low
-    if from_zero or len(values) == 1 or (with_zero[1] - with_zero[0]) <= 1.5 * span:
-        low, high = with_zero
-        span = high - low or 1.0
-        return (low - margin * span if low < 0 else 0.0, high + margin * span if high > 0 else 0.0)
-    span = span or abs(high) * 0.1 or 1.0
-    return low - margin * span, high + margin * span
-
-
-def kl_comparison(kls: Mapping[str, Sequence[float]], title: str = "KL per latent layer") -> Figure:
-    """Side-by-side bars of the mean KL (nats) of each latent layer (top vector first), one colour
-    per model, so two models' layers can be compared bar by bar. kls: name -> one KL per layer."""
-    if not kls:
-        raise InputError("nothing to plot: kls is empty")
-    series = {name: _numbers(kl, f"kls[{name!r}]") for name, kl in kls.items()}
-    n_layers = {len(kl) for kl in series.values()}
-    if len(n_layers) != 1:
-        raise InputError(f"every model must have the same number of latent layers, got {sorted(n_layers)}")
-    n = n_layers.pop()
-    fig = Figure(figsize=(max(6.0, 0.5 * n + 1.5), 3.0))
-    ax = fig.subplots()
-    width = 0.8 / len(series)
-    colours = matplotlib.colormaps["tab10"]
-    for j, (name, kl) in enumerate(series.items()):
-        ax.bar(np.arange(n) - 0.4 + width * (j + 0.5), kl, width, color=colours(j), label=name)
-    ax.set_xticks(range(n), _layer_names(n), rotation=45, fontsize=8)
-    ax.set_ylabel("KL (nats)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -285,39 +151,6 @@ def judge_row_labels(judge_classes: Sequence[int], shares: Sequence[float], pref
     return [f"{prefix}={c}: judge {int(k)} ({share:.0%})" for c, (k, share) in enumerate(zip(judge_classes, shares))]
 
 
-def embedding_scatter(points: Tensor, labels: Tensor, title: str = "Top latents (2-D projection)",
-                      variance_share: Sequence[float] | None = None) -> Figure:
-    """points (N, 2) coloured by their integer labels (N,), one legend entry per label.
-
-    variance_share: for a PCA map, the share of the latents' variance along each of the two axes
-    (e.g. `explore.top_latent_pca(...).variance_share`), written in the axis labels."""
-    points, labels = np.asarray(points), np.asarray(labels)
-    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels) or len(points) == 0:
-        raise InputError(f"need points (N, 2) and labels (N,), N >= 1, got {points.shape} and {labels.shape}")
-    if not np.isfinite(points.astype(float)).all():
-        raise InputError("points contain NaN or inf values; an embedding of finite latents has none")
-    if labels.dtype.kind not in "iu":
-        raise InputError(f"labels must be integers, got {labels.dtype}")
-    fig = Figure(figsize=(5.5, 4.5))
-    ax = fig.subplots()
-    colours = matplotlib.colormaps["tab10"]
-    for label in np.unique(labels):
-        chosen = labels == label
-        ax.scatter(points[chosen, 0], points[chosen, 1], s=8, alpha=0.7, color=colours(int(label) % 10),
-                   label=str(label))
-    if variance_share is None:
-        ax.set(xlabel="axis 1", ylabel="axis 2", title=title)
-    else:
-        shares = _numbers(variance_share, "variance_share", "one per axis")
-        if len(shares) != 2 or (shares < 0).any() or (shares > 1).any():
-            raise InputError(f"variance_share must be two fractions in [0, 1], one per axis, got {variance_share!r}")
-        ax.set(xlabel=f"principal axis 1 ({shares[0]:.0%} of the variance)",
-               ylabel=f"principal axis 2 ({shares[1]:.0%} of the variance)", title=title)
-    ax.legend(title="label", fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
-    fig.tight_layout()
-    return fig
-
-
 MISSING_COLOUR = np.array([0.15, 0.3, 0.75])  # where a masked input has no pixels
 
 
@@ -373,153 +206,6 @@ def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor],
     return fig
 
 
-CAUSAL_COLOURS = {"unaffected": "0.08", "pixel": "tab:red", "changed": "tab:orange", "read": "tab:cyan"}
-
-
-def causality_maps(changed: Tensor, reads: Tensor, pixel: tuple[int, int],
-                   title: str | None = "What pixel j touches in an autoregressive head") -> Figure:
-    """Two maps of an autoregressive head's dependencies around one pixel j = (row, col): left, the
-    logits that change when pixel j is flipped; right, the input pixels logit j reads. changed,
-    reads: (H, W) booleans. Pixel j is red, with dotted lines through its row and column so that
-    "above / below / left / right of j" can be read off; a legend names every colour."""
-    maps = []
-    for name, grid in (("changed", changed), ("reads", reads)):
-        grid = torch.as_tensor(grid).detach().cpu()
-        if grid.dim() != 2:
-            raise InputError(f"{name} must be an (H, W) map of booleans, got shape {tuple(grid.shape)}")
-        maps.append(grid.bool())
-    if maps[0].shape != maps[1].shape:
-        raise InputError(f"changed and reads must have the same shape, got {tuple(maps[0].shape)} and {tuple(maps[1].shape)}")
-    height, width = maps[0].shape
-    if not (isinstance(pixel, (tuple, list)) and len(pixel) == 2):
-        raise InputError(f"pixel must be (row, col), got {pixel!r}")
-    row = check_int(pixel[0], "pixel row", minimum=0, maximum=height - 1)
-    col = check_int(pixel[1], "pixel column", minimum=0, maximum=width - 1)
-    fig = Figure(figsize=(7.0, 4.2))
-    axes = fig.subplots(1, 2)
-    panels = (("changed", "logits that change when pixel j flips"), ("read", "inputs that logit j reads"))
-    for ax, grid, (kind, label) in zip(axes, maps, panels):
-        codes = grid.long().numpy().copy()  # 0 unaffected, 1 changed / read, 2 pixel j
-        codes[row, col] = 2
-        cmap = ListedColormap([CAUSAL_COLOURS["unaffected"], CAUSAL_COLOURS[kind], CAUSAL_COLOURS["pixel"]])
-        ax.imshow(codes, cmap=cmap, vmin=0, vmax=2, interpolation="nearest")
-        ax.axhline(row, color="white", lw=0.6, ls=":")
-        ax.axvline(col, color="white", lw=0.6, ls=":")
-        ax.set_title(label, fontsize=9)
-        ax.set_xticks([0, col, width - 1], ["0", f"col {col}", str(width - 1)], fontsize=7)
-        ax.set_yticks([0, row, height - 1], ["0", f"row {row}", str(height - 1)], fontsize=7)
-    handles = [Patch(color=CAUSAL_COLOURS["pixel"], label="pixel j"),
-               Patch(color=CAUSAL_COLOURS["changed"], label="logit changes (left)"),
-               Patch(color=CAUSAL_COLOURS["read"], label="input read (right)"),
-               Patch(facecolor=CAUSAL_COLOURS["unaffected"], edgecolor="0.5", label="neither")]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title)
-    fig.subplots_adjust(bottom=0.16, wspace=0.25)
-    return fig
-
-
-# The colours of the three streams in `architecture_diagram`.
-STREAM_COLOURS = {"top-down": "tab:blue", "bottom-up": "tab:orange", "merge": "tab:green", "latent": "tab:purple"}
-
-
-def architecture_diagram(title: str | None = "The Matryoshka network: three streams of deterministic state") -> Figure:
-    """The model as the kit builds it (`hvae_lite.model`), for the top vector z_0, the first two
-    latent maps and the last one, z_L:
-
-    - bottom-up (orange, inference only): x -> b_L -> ... -> b_1 -> the top features, run once;
-    - top-down (blue, the generator): h_0 = f(z_0), then h_i = h_{i-1} + g_i([h_{i-1}, z_i]);
-    - merge (green, inference only): m_i = m_{i-1} + r_i([h_{i-1}, b_i, m_{i-1}]);
-    - latents (purple circles): the prior p(z_i | h_{i-1}) read from the top-down state (dashed blue),
-      the posterior q(z_i | x, z_<i) from the merge state (dashed green), as an offset from the prior.
-    """
-    fig = Figure(figsize=(11.5, 6.0))
-    ax = fig.subplots()
-    ax.set_xlim(-0.2, 13.2)
-    ax.set_ylim(-0.5, 6.2)
-    ax.axis("off")
-    colour = STREAM_COLOURS
-    rows = {"h": 5.2, "z": 3.55, "m": 2.0, "b": 0.45}
-    columns = {0: 1.3, 1: 4.0, 2: 6.7, "L": 9.7}  # layer -> x
-    x_end, x_dots = 12.2, 8.2
-    shapes: dict[str, tuple[float, float, float, float]] = {}  # name -> (x, y, half width, half height)
-
-    def box(name, x, y, text, edge, w=1.0, h=0.62):
-        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05", facecolor="white",
-                                    edgecolor=edge, linewidth=1.8))
-        ax.text(x, y, text, ha="center", va="center", fontsize=10)
-        shapes[name] = (x, y, w / 2 + 0.05, h / 2 + 0.05)
-
-    def circle(name, x, y, text):
-        ax.add_patch(matplotlib.patches.Circle((x, y), 0.36, facecolor="white", edgecolor=colour["latent"], lw=1.8))
-        ax.text(x, y, text, ha="center", va="center", fontsize=12)
-        shapes[name] = (x, y, 0.36, 0.36)
-
-    def side(name, where):
-        x, y, hw, hh = shapes[name]
-        return {"top": (x, y + hh), "bottom": (x, y - hh), "left": (x - hw, y), "right": (x + hw, y),
-                "bottom-right": (x + 0.8 * hw, y - hh)}[where]
-
-    def arrow(start, end, edge, dashed=False, label=None, at=0.5, offset=(0.0, 0.0)):
-        ax.annotate("", xy=end, xytext=start, arrowprops=dict(
-            arrowstyle="-|>", color=edge, lw=1.5, linestyle="--" if dashed else "-", shrinkA=1, shrinkB=1))
-        if label:
-            ax.text(start[0] + at * (end[0] - start[0]) + offset[0], start[1] + at * (end[1] - start[1]) + offset[1],
-                    label, fontsize=8, color=edge, ha="center", va="center",
-                    bbox=dict(boxstyle="round,pad=0.1", facecolor="white", edgecolor="none", alpha=0.9))
-
-    # the top vector: its posterior reads the bottom-up stream's top features; h_0 = f(z_0)
-    x0 = columns[0]
-    box("h0", x0, rows["h"], "$h_0 = f(z_0)$", colour["top-down"], w=1.7)
-    circle("z0", x0, rows["z"], "$z_0$")
-    box("m0", x0 + 0.95, rows["m"], "$m_0 = 0$", colour["merge"], w=1.1)
-    box("b0", x0, rows["b"], "top features", colour["bottom-up"], w=1.7)
-    arrow(side("z0", "top"), side("h0", "bottom"), colour["top-down"])
-    arrow((x0 - 0.55, rows["b"] + 0.36), (x0 - 0.2, rows["z"] - 0.32), colour["merge"], dashed=True,
-          label="$q(z_0 \\mid x)$", offset=(-0.35, 0.0))
-    ax.text(x0 - 0.95, rows["z"] + 0.62, "prior $N(0, I)$", fontsize=8, color=colour["top-down"], ha="center")
-    for layer in (1, 2, "L"):
-        x, i = columns[layer], str(layer)
-        above = {1: "0", 2: "1", "L": "L-1"}[layer]
-        box(f"h{i}", x, rows["h"], f"$h_{{{i}}}$", colour["top-down"])
-        circle(f"z{i}", x, rows["z"], f"$z_{{{i}}}$")
-        box(f"m{i}", x, rows["m"], f"$m_{{{i}}}$", colour["merge"])
-        box(f"b{i}", x, rows["b"], f"$b_{{{i}}}$", colour["bottom-up"])
-        source_h = side(f"h{above}", "bottom-right") if layer != "L" else (x_dots + 0.2, rows["h"] - 0.2)
-        arrow(source_h, (x - 0.27, rows["z"] + 0.24), colour["top-down"], dashed=True,
-              label=f"$p(z_{{{i}}} \\mid h_{{{above}}})$", at=0.4, offset=(0.0, 0.14))
-        arrow(side(f"m{i}", "top"), side(f"z{i}", "bottom"), colour["merge"], dashed=True,
-              label=f"$q(z_{{{i}}} \\mid x, z_{{<{i}}})$", at=0.5, offset=(0.0, 0.0))
-        arrow(side(f"z{i}", "top"), side(f"h{i}", "bottom"), colour["top-down"],
-              label=f"$+\\,g_{{{i}}}$", at=0.5, offset=(0.28, 0.0))
-        arrow(side(f"b{i}", "top"), side(f"m{i}", "bottom"), colour["bottom-up"])
-        source_m = side(f"h{above}", "bottom") if layer != "L" else (x_dots - 0.1, rows["h"] - 0.3)
-        arrow(source_m, side(f"m{i}", "left"), colour["merge"])  # the merge reads the generator's state
-    for left, right in ((0, 1), (1, 2)):
-        arrow(side(f"h{left}", "right"), side(f"h{right}", "left"), colour["top-down"])
-        arrow(side(f"m{left}", "right"), side(f"m{right}", "left"), colour["merge"])
-        arrow(side(f"b{right}", "left"), side(f"b{left}", "right"), colour["bottom-up"])
-    for row, stream in (("h", "top-down"), ("m", "merge"), ("b", "bottom-up")):
-        ax.text(x_dots, rows[row], "...", ha="center", va="center", fontsize=14, color=colour[stream])
-    box("out", x_end, rows["h"], "$p(x \\mid z)$", colour["top-down"], w=1.4)
-    box("x", x_end, rows["b"], "image $x$", colour["bottom-up"], w=1.4)
-    arrow(side("hL", "right"), side("out", "left"), colour["top-down"], label="output head", offset=(0, 0.3))
-    arrow(side("x", "left"), side("bL", "right"), colour["bottom-up"])
-    for name, y in (("top-down $h$\n(generator)", rows["h"]), ("latents $z$", rows["z"]),
-                    ("merge $m$\n(inference)", rows["m"]), ("bottom-up $b$\n(inference)", rows["b"])):
-        ax.text(-0.25, y, name, ha="right", va="center", fontsize=9)
-    handles = [Patch(color=colour["top-down"], label="top-down: $h_i = h_{i-1} + g_i([h_{i-1}, z_i])$, priors"),
-               Patch(color=colour["merge"], label="merge: $m_i = m_{i-1} + r_i([h_{i-1}, b_i, m_{i-1}])$, posteriors"),
-               Patch(color=colour["bottom-up"], label="bottom-up: features $b_i$ of $x$, run once"),
-               matplotlib.lines.Line2D([], [], color="0.3", ls="--", label="dashed: a distribution over $z_i$"),
-               matplotlib.lines.Line2D([], [], color="0.3", ls="-", label="solid: a deterministic function")]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8, frameon=False)
-    if title:
-        ax.set_title(title)
-    fig.subplots_adjust(left=0.1, right=0.99, top=0.93, bottom=0.16)
-    return fig
-
-
 def _rgb(image: Tensor) -> np.ndarray:
     """(1, H, W) grey or (3, H, W) colour image -> (H, W, 3) array for imshow."""
     if image.shape[0] not in (1, 3):
@@ -567,5 +253,3 @@ def _frame(ax, colour: str) -> None:
         spine.set_linewidth(2)
 
 
-def _layer_names(n: int) -> list[str]:
-    return ["z0 (top)"] + [f"z{i}" for i in range(1, n)]
