@@ -88,7 +88,7 @@ PRESET_NAMES = tuple(sorted(name for name, config in PRESETS.items() if config.i
 # Every notebook's parameters, in the order of its parameters cell.
 NOTEBOOKS: dict[str, dict[str, Param]] = {
     "00_quickstart": {"FAST": FAST, "SEED": SEED, "N_SAMPLES": count(full=64, fast=16, maximum=MANY),
-                      "N_SHOW": count(8, maximum=HELD_OUT), "N_EVAL": count(full=1000, fast=100, maximum=HELD_OUT)},
+                      "N_TEMPERATURE": count(full=12, fast=8, maximum=MANY), "N_SHOW": count(8, maximum=HELD_OUT), "N_EVAL": count(full=1000, fast=100, maximum=HELD_OUT)},
     "01_one_latent_layer": {
         "FAST": FAST, "SEED": SEED, "EPOCHS": count(full=12, fast=1, maximum=MANY),
         "LR": number(5e-3, low=0.0, low_open=True),
