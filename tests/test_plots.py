@@ -55,7 +55,7 @@ def test_kl_comparison_puts_two_models_side_by_side():
     ax = fig.axes[0]
     assert [p.get_height() for p in ax.patches] == [3.0, 1.0, 0.5, 2.0, 0.2, 0.6]
     assert ax.patches[0].get_x() < ax.patches[3].get_x() < ax.patches[1].get_x()  # layer 0: plain, then ar
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "ar"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["in use from 1 nat", "plain", "ar"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["z0 (top)", "z1", "z2"]
     with pytest.raises(ValueError, match="same number of latent layers"):
         plots.kl_comparison({"a": [1.0, 2.0], "b": [1.0]})
