@@ -98,11 +98,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "N_EVAL": count(full=1000, fast=100, maximum=HELD_OUT), "K": count(full=200, fast=10, maximum=MANY),
         "N_SHOW": count(8, maximum=HELD_OUT)},
     "02_naive_stack": {
-        "FAST": FAST, "SEED": SEED, "PRESET": choice(PRESET_NAMES, full="matryoshka", fast="tiny"),
-        "EPOCHS": count(full=3, fast=1, maximum=MANY), "N_TRAIN": count(full=1500, fast=200, maximum=TRAINING),
-        "N_TEST": count(full=500, fast=100, maximum=HELD_OUT), "FREE_BITS": number(0.0, low=0.0),
-        "AMP": flag(full=True, fast=False), "N_EVAL": count(full=200, fast=50, maximum=HELD_OUT),
-        "N_SHOW": count(4, maximum=HELD_OUT)},
+        "FAST": FAST, "SEED": SEED, "N_LIVE": count(full=1000, fast=200, maximum=TRAINING),
+        "N_EVAL": count(full=300, fast=50, maximum=HELD_OUT), "N_SHOW": count(4, maximum=HELD_OUT)},
     "03_matryoshka": {"FAST": FAST, "SEED": SEED, "N_EVAL": count(full=300, fast=50, maximum=HELD_OUT),
                       "K": count(full=5, fast=1, maximum=MANY), "N_SHOW": count(4, maximum=HELD_OUT)},
     "04_autoregressive_decoder": {
