@@ -101,9 +101,9 @@ ABLATION_FINE_TUNE = dataclasses.replace(_QUICK_FINE_TUNE, amp=True)
 # start from the trained default (`base`); the study's models are the ablation study's seed-0 runs.
 _LONG = TrainConfig(epochs=130, lr=2e-3, warmup_epochs=10.0, kl_balance=True, free_bits=0.5,
                     free_bits_end_epoch=78.0, ema_decay=0.998, amp=True)
-_MIXTURE = TrainConfig(epochs=15, lr=2e-4, warmup_epochs=0.0, ema_decay=0.995, amp=True, new_lr=2e-3,
+_MIXTURE = TrainConfig(epochs=10, lr=2e-4, warmup_epochs=0.0, ema_decay=0.995, amp=True, new_lr=2e-3,
                        mixture_init_epoch=0)
-_IMPUTATION = TrainConfig(epochs=16, lr=1e-3, warmup_epochs=0.0, ema_decay=0.995, amp=True, new_lr=2e-3)
+_IMPUTATION = TrainConfig(epochs=10, lr=1e-3, warmup_epochs=0.0, ema_decay=0.995, amp=True, new_lr=2e-3)
 RECIPES: dict[str, Recipe] = {
     "matryoshka": Recipe("matryoshka", _LONG, top_prior_components=10),
     "mixture": Recipe("mixture", _fine_tune("matryoshka", _MIXTURE), base="matryoshka"),
