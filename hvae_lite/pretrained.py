@@ -25,7 +25,7 @@ from .errors import CheckpointError
 from .data import load_mnist
 from .judge import DigitJudge, train_judge
 from .priors import with_fitted_prior_checkpoint
-from .recipes import CHECKPOINT_NAMES, Recipe, check_name, fast_mode, recipe_data, recipe_for
+from .recipes import CHECKPOINT_NAMES, RECIPES, Recipe, check_name, fast_mode, recipe_data, recipe_for
 from .train import Trainer
 
 
@@ -174,7 +174,7 @@ def report_checkpoint(config: ModelConfig, *, epochs: int | None = None, seed: i
     base = recipe_for("matryoshka", fast)
     if use_checkpoints and data_source == "embedded":
         for name in CHECKPOINT_NAMES:
-            recipe = recipe_for(name, fast)
+            recipe = _loaded_recipe(name, fast)
             if recipe.config == config and seed == recipe.train.seed and epochs in (None, recipe.train.epochs):
                 return load_or_train(name, fast=fast, device=device, progress=progress), f"checkpoint {name!r}"
     train_config = dataclasses.replace(base.train, epochs=epochs or base.train.epochs, seed=seed, device=device)
@@ -186,9 +186,19 @@ def report_checkpoint(config: ModelConfig, *, epochs: int | None = None, seed: i
     return trainer.checkpoint(), f"trained here ({train_config.epochs} epochs on {len(data.train_images)} digits)"
 
 
+def _loaded_recipe(name: str, fast: bool | None) -> Recipe:
+    """The recipe of the model `load_or_train(name)` returns: the shipped one where its file is
+    here (not in fast mode), else the one it would train (`recipe_for`)."""
+    if not fast_mode(fast) and (Path(paths.CHECKPOINT_DIR) / f"{name}.pt").is_file():
+        return RECIPES[name]
+    return recipe_for(name, fast)
+
+
 def mixture_variant(config: ModelConfig, fast: bool | None = None) -> ModelConfig:
-    """The mixture-prior model that goes with `config` in the report: a factorised head and a
-    mixture top prior on a top vector as small as the `mixture` checkpoint's, so that the
-    default preset finds that checkpoint instead of training a mixture model of its own."""
-    return config.replace(top_prior="mixture", ar_layers=0,
-                          top_latent_dim=recipe_for("mixture", fast).config.top_latent_dim)
+    """The mixture-prior model that goes with `config` in the report: a factorised head and the
+    `mixture` checkpoint's top prior (its size, components and covariance), so that the default
+    preset finds that checkpoint instead of training a mixture model of its own."""
+    mixture = _loaded_recipe("mixture", fast).config
+    return config.replace(top_prior="mixture", ar_layers=0, top_latent_dim=mixture.top_latent_dim,
+                          mixture_components=mixture.mixture_components,
+                          mixture_covariance=mixture.mixture_covariance)
