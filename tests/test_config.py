@@ -32,7 +32,7 @@ def test_preset_variants_differ_where_named():
 
 def test_get_preset_overrides_and_errors():
     assert get_preset("matryoshka", width=8).width == 8
-    assert PRESETS["matryoshka"].width == 32  # overrides never mutate the preset
+    assert PRESETS["matryoshka"].width == 64  # overrides never mutate the preset
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         get_preset("nope")
     with pytest.raises(ValueError, match=r"unknown config fields: \['widht'\]; the fields are \['latent_spec'"):
