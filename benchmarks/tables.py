@@ -158,6 +158,8 @@ def _default_targets(rows: list) -> None:
         rows.append(_row("default: paired NLL gain over the converged MLP VAE", ">= 21 nats",
                          _pm(gain, paired["matryoshka - mlp-vae"]["stderr"]), gain >= 21))
     for setting, label in (("1", "T = 1"), ("maps 0.5", "top vector at T = 1, maps at 0.5")):
+        if setting not in m["samples"]:
+            continue
         samples = m["samples"][setting]
         rows.append(_row(f"default: judge-confident prior samples, {label}", ">= 0.85",
                          _pm(samples["confident_fraction"], samples["confident_stderr"], 3),
