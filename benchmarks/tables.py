@@ -235,10 +235,21 @@ def ar_head_table() -> str:
     return results.ar_head_table(_load("ar_head.json"))
 
 
+def adversarial_table() -> str:
+    """tests/adversarial.py's cases by area: how many ended in each outcome (results/adversarial.json)."""
+    result = _load("adversarial.json")
+    kinds = ("ok", "clear", "refused", "silent", "unclear")
+    rows = [[area, sum(counts.values()), *(counts[k] for k in kinds)] for area, counts in result["areas"].items()]
+    rows.append(["**all**", sum(result["total"].values()), *(result["total"][k] for k in kinds)])
+    return results.markdown_table(["area", "cases", "correct result", "clear error", "valid call refused",
+                                   "silently wrong", "unclear (raw traceback)"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "targets": targets_table, "quality": quality_table, "speed": speed_table,
     "models": models_table, "paired": paired_table, "kl": kl_table, "judge": judge_table,
     "mixture": mixture_table, "imputation": imputation_table, "ar_head": ar_head_table,
+    "adversarial": adversarial_table,
 }
 BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 
