@@ -263,10 +263,21 @@ def speed_table(speed: dict[str, Any] | None = None) -> str:
          f"{r['iwae_images_per_s']:.0f}", f"{r['sampling_images_per_s']:.1f}") for r in speed["rows"]])
 
 
+def adversarial_table() -> str:
+    """tests/adversarial.py's cases by area: how many ended in each outcome (results/adversarial.json)."""
+    result = _load("adversarial.json")
+    kinds = ("ok", "clear", "refused", "silent", "unclear")
+    rows = [[area, sum(counts.values()), *(counts[k] for k in kinds)] for area, counts in result["areas"].items()]
+    rows.append(["**all**", sum(result["total"].values()), *(result["total"][k] for k in kinds)])
+    return results.markdown_table(["area", "cases", "correct result", "clear error", "valid call refused",
+                                   "silently wrong", "unclear (raw traceback)"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "targets": targets_table, "speed": speed_table, "models": models_table, "paired": paired_table,
     "kl": kl_table, "judge": judge_table, "class_structure": class_structure_table, "imputation": imputation_table,
     "ablations": ablations_table, "contrasts": contrasts_table, "time_to_quality": time_to_quality_table,
+    "adversarial": adversarial_table,
 }
 BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 

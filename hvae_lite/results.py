@@ -109,7 +109,7 @@ def result(name: str, *path: str | int | Mapping[str, Any], default: Any = None,
         elif isinstance(step, str):
             node = node.get(step) if isinstance(node, Mapping) else None
         else:
-            raise TypeError(f"a path step is a key, an index or a row selector, got {step!r}")
+            raise InputError(f"a path step is a key, an index or a row selector, got {step!r}")
     return default if node is None else node
 
 

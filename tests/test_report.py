@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from hvae_lite.cli import parse_value
+from hvae_lite.errors import ReportError
 from hvae_lite.export import export_html, render_math
 from hvae_lite.paths import REPO_ROOT
 from hvae_lite.pretrained import mixture_variant
@@ -123,7 +124,7 @@ def test_render_math_turns_formulas_into_mathml_and_leaves_code_and_prices_alone
     assert '<mi mathvariant="normal">K</mi>' in rendered and "<msub><mi>h</mi><mi>i</mi></msub>" in rendered
     assert "`x = $a$`" in rendered and "prices $5 and $6." in rendered
     assert "\\mathrm" not in rendered and "$$" not in rendered
-    with pytest.raises(ValueError, match="cannot render the formula"):
+    with pytest.raises(ReportError, match="cannot render the formula"):
         render_math("$\\frac{1}{$ and $x^{$")
 
 
