@@ -632,7 +632,7 @@ def _environment(changes: dict[str, str | None], action: Callable[[], str]) -> s
                 os.environ[k] = v
 
 
-QUICKSTART = {"FAST": None, "SEED": 0, "N_SAMPLES": None, "N_SHOW": 8, "N_EVAL": None}
+QUICKSTART = {"FAST": None, "SEED": 0, "N_SAMPLES": None, "N_TEMPERATURE": None, "N_SHOW": 8, "N_EVAL": None}
 
 
 def hardening_cases(f: Fixtures) -> dict[str, dict[str, Callable[[], str]]]:

@@ -16,7 +16,7 @@ from hvae_lite.recipes import FAST_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_FILES = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "notebooks" / "exercises").glob("*/*.ipynb"))
-QUICKSTART = {"FAST": None, "SEED": 0, "N_SAMPLES": None, "N_SHOW": 8, "N_EVAL": None}
+QUICKSTART = {"FAST": None, "SEED": 0, "N_SAMPLES": None, "N_TEMPERATURE": None, "N_SHOW": 8, "N_EVAL": None}
 
 
 def _cells(path: Path) -> tuple[str, str]:
@@ -59,8 +59,8 @@ def test_each_notebook_checks_exactly_its_parameters_first(path):
 
 def test_mode_dependent_parameters_follow_fast(monkeypatch):
     monkeypatch.setenv(FAST_ENV, "1")
-    assert check_parameters("00_quickstart", **QUICKSTART) == (True, 0, 16, 8, 100)
-    assert check_parameters("00_quickstart", **{**QUICKSTART, "FAST": False}) == (False, 0, 64, 8, 1000)
+    assert check_parameters("00_quickstart", **QUICKSTART) == (True, 0, 16, 8, 8, 100)
+    assert check_parameters("00_quickstart", **{**QUICKSTART, "FAST": False}) == (False, 0, 64, 12, 8, 1000)
     assert os.environ[FAST_ENV] == "0"  # every kit function called afterwards runs in the full mode
     assert check_parameters("00_quickstart", **{**QUICKSTART, "FAST": True, "N_EVAL": 300}).N_EVAL == 300
     monkeypatch.setenv(FAST_ENV, "0")
@@ -119,7 +119,7 @@ def test_a_notebook_run_with_a_bad_parameter_stops_at_the_check(tmp_path):
     assert failure.value.ename == "InputError" and "N_EVAL must be between 1 and 1000, got -1" in failure.value.evalue
     executed = nbformat.read(out, as_version=4)
     ran = [c for c in executed.cells if c.cell_type == "code" and c.get("execution_count")]
-    assert len(ran) == 3  # the parameters, papermill's injected parameters, and the check: nothing after it
+    assert len(ran) == 4  # the setup cell, the parameters, papermill's injected parameters, and the check: nothing after it
 
 
 def test_student_notebooks_check_the_same_parameters():
