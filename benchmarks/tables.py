@@ -174,6 +174,11 @@ def _quick_targets(rows: list) -> None:
         rows.append(_row("quick recipe: held-out IWAE in <= 10 minutes on two threads", "<= 86 nats",
                          "not measured (benchmarks/quick_recipe.py)", None))
         return
+    if "nll_iwae" not in quick:  # a file from before quick_recipe.py scored the IWAE bound
+        rows.append(_row("quick recipe: held-out IWAE in <= 10 minutes on two threads", "<= 86 nats",
+                         f"not measured: only the ELBO ({quick['heldout_elbo']:.1f} nats, "
+                         f"{quick['minutes']:.1f} min on {quick['threads']} thread)", None))
+        return
     rows.append(_row(f"quick recipe: held-out IWAE-{quick['k']} NLL, {quick['minutes']:.1f} min on {quick['threads']} threads",
                      "<= 86 nats in <= 10 minutes", _pm(quick["nll_iwae"], quick["nll_iwae_stderr"]),
                      quick["nll_iwae"] <= 86 and quick["minutes"] <= 10))
@@ -222,7 +227,7 @@ def _class_targets(rows: list) -> None:
                          "not measured (benchmarks/imputation.py)", None))
         return
     kinds = {r["kind"]: r for r in imputation["rows"]}
-    better = [kind for kind, r in kinds.items() if r["verdict"] == "better"]
+    better = [kind for kind, r in kinds.items() if results.imputation_verdict(r) == "better"]
     rows.append(_row("conditional beats iterative on log p(missing given observed) (verdict rule, paired)",
                      "every occlusion kind", f"{len(better)} of the {len(kinds)} kinds measured (of {len(MASK_KINDS)})",
                      len(better) == len(MASK_KINDS)))
