@@ -240,8 +240,11 @@ def imputation_k_check_table(result: Mapping[str, Any]) -> str:
         for row in result["k_check"]])
 
 
-def _across_seeds(stat: Mapping[str, Any], digits: int = 1) -> str:
-    """'mean (seed sd s)' for a measure summarised over training seeds, or the mean alone for one."""
+def _across_seeds(stat: Mapping[str, Any] | None, digits: int = 1) -> str:
+    """'mean (seed sd s)' for a measure summarised over training seeds, or the mean alone for one
+    ('not scored' when no seed was)."""
+    if stat is None:
+        return "not scored"
     sd = stat.get("seed_sd")
     return f"{stat['mean']:.{digits}f}" + (f" (sd {sd:.{digits}f})" if sd is not None else "")
 
@@ -251,14 +254,22 @@ def ablation_table(result: Mapping[str, Any]) -> str:
     size, compute, layers in use per seed, and the held-out scores averaged over its seeds."""
     k = result["protocol"]["k"]
     header = ["variant", "what differs from the full model", "parameters", "training compute: PFLOP (minutes, "
-              "1 core of a shared machine)", "seeds", "layers in use", "held-out ELBO", f"IWAE-{k} NLL", "confident samples"]
+              "1 core of a shared machine)", "seeds", "layers in use (per seed)", "held-out ELBO", f"IWAE-{k} NLL",
+              "confident samples"]
     return markdown_table(header, [
         (row["variant"], row["what"], f"{row['parameters'] / 1e6:.2f} M",
-         f"{row['training_pflop_with_base']['mean']:.2f} ({row['train_seconds_with_base']['mean'] / 60:.0f})",
+         f"{row['training_pflop_with_base']['mean']:.3f} ({row['train_seconds_with_base']['mean'] / 60:.0f})",
          len(row["seeds"]),
          " / ".join(f"{n}" for n in row["layers_in_use"]) + f" of {row['n_layers']}",
-         _across_seeds(row["elbo"]), _across_seeds(row["nll"]), _across_seeds(row["confident_samples"], 2))
+         _across_seeds(row["elbo"]), _nll_cell(row), _across_seeds(row["confident_samples"], 2))
         for row in result["rows"]])
+
+
+def _nll_cell(row: Mapping[str, Any]) -> str:
+    """The NLL of a row over its IWAE-scored seeds, saying how many when not every seed was."""
+    cell = _across_seeds(row.get("nll"))
+    scored, seeds = row.get("nll_seeds", row["seeds"]), row["seeds"]
+    return cell if len(scored) == len(seeds) or row.get("nll") is None else f"{cell} (seed {', '.join(map(str, scored))})"
 
 
 def contrast_table(result: Mapping[str, Any], measure: str = "nll") -> str:
