@@ -62,7 +62,9 @@ def test_a_notebook_installs_the_kit_where_it_is_missing(tmp_path):
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     _run([str(python), "-m", "pip", "install", "--quiet", TORCH, "ipykernel", "papermill"], timeout=1200)
-    assert subprocess.run([str(python), "-c", "import hvae_lite"], capture_output=True).returncode != 0
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # not the source tree: only what is installed
+    assert subprocess.run([str(python), "-c", "import hvae_lite"], capture_output=True, cwd=tmp_path,
+                          env=clean).returncode != 0
     work = tmp_path / "work"
     work.mkdir()
     notebook = nbformat.read(ROOT / "notebooks" / "00_quickstart.ipynb", as_version=4)

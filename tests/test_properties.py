@@ -239,7 +239,7 @@ def test_set_overrides_are_typed_or_a_config_error(pairs):
 
 VALID_OVERRIDES = {"width": ["4", "8", "16"], "deterministic_path": ["false", "True", "no", "1"],
                    "inference_merge": ["off", "yes"], "latent_spec": ["7x2,14x2", "7x1", "14x3"],
-                   "top_latent_dim": ["4", "16"], "ar_layers": ["0", "1"], "top_prior": ["'mixture'", "gaussian"]}
+                   "top_latent_dim": ["4", "16"], "ar_layers": ["0", "1"], "top_prior": ["'mixture'", "normal"]}
 
 
 @FAST
