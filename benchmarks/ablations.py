@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from common import finished_run, machine, write_json
-from hvae_lite.checkpoints import load_checkpoint, sha256_of
+from speed import flops_per_training_image
+from hvae_lite.checkpoints import build_model, load_checkpoint, sha256_of
 from hvae_lite.config import HVAEConfig, TrainConfig, depth_spec, get_preset
 from hvae_lite.data import DataSplit, load_mnist
 from hvae_lite.evaluate import layers_in_use, per_image_scores
@@ -125,13 +126,22 @@ def score(name: str, seed: int, variants: dict[str, Variant], data: DataSplit, j
     with seeded(0):
         samples = torch.cat([model.sample(min(500, N_SAMPLES - n)).cpu() for n in range(0, N_SAMPLES, 500)])
     own = checkpoint.history
-    base_seconds = 0.0
+    base_seconds = base_pflop = 0.0
     if variants[name].base is not None:
-        base_seconds = sum(r["seconds"] for r in load_checkpoint(run_path(variants[name].base, seed, quick)).history)
+        base_run = load_checkpoint(run_path(variants[name].base, seed, quick))
+        base_seconds = sum(r["seconds"] for r in base_run.history)
+        base_x = data.train_images[:10].bernoulli(generator=torch.Generator().manual_seed(0))
+        base_pflop = (flops_per_training_image(build_model(base_run.config), base_x) / 1e9
+                      * sum(r["images"] for r in base_run.history) / 1e6)
+    x = data.train_images[:10].bernoulli(generator=torch.Generator().manual_seed(0))
+    gflop = flops_per_training_image(build_model(checkpoint.config), x) / 1e9
     result = {
         "variant": name, "seed": seed, "parameters": sum(p.numel() for p in model.parameters()),
+        "gflop_per_training_image": gflop,
+        "training_pflop": gflop * sum(r["images"] for r in own) / 1e6,
         "epochs": checkpoint.epoch, "train_seconds": sum(r["seconds"] for r in own),
         "train_seconds_with_base": base_seconds + sum(r["seconds"] for r in own),
+        "training_pflop_with_base": base_pflop + gflop * sum(r["images"] for r in own) / 1e6,
         "elbo": scores["elbo"].tolist(), "nll": scores["nll_iwae"].tolist(), "kl_per_layer": kl,
         "free_bits_floor": recipe(variants[name], quick).free_bits,
         "in_use": layers_in_use(kl, recipe(variants[name], quick).free_bits),
@@ -142,9 +152,18 @@ def score(name: str, seed: int, variants: dict[str, Variant], data: DataSplit, j
     return result
 
 
+def seed_sd(runs: dict[tuple[str, int], dict], name: str, measure: str) -> float | None:
+    """The spread (sd) of a variant's mean `measure` between its training seeds: how far two runs of
+    one recipe land apart by chance."""
+    means = [float(np.mean(r[measure])) for (n, _), r in runs.items() if n == name]
+    return float(np.std(means, ddof=1)) if len(means) > 1 else None
+
+
 def contrast(runs: dict[tuple[str, int], dict], a: str, b: str, measure: str) -> dict[str, Any] | None:
     """A - B in `measure` ('nll': IWAE NLL, lower is better; 'elbo': higher is better), paired per
-    digit within each seed both have; across seeds, the mean of the per-seed differences."""
+    digit within each seed both have; across seeds, the mean of the per-seed differences, whose
+    standard error carries the spread between training runs. With one seed, that spread is taken
+    from the full model's seeds: two independent runs differ by chance with variance 2 sd^2."""
     seeds = sorted(s for (name, s) in runs if name == a and (b, s) in runs)
     if not seeds:
         return None
@@ -154,8 +173,10 @@ def contrast(runs: dict[tuple[str, int], dict], a: str, b: str, measure: str) ->
     if len(seeds) > 1:
         mean, se = mean_stderr(means)
         spread = float(np.std(means, ddof=1))
-    else:  # one seed: the digit-level SE only; the seed spread of the full model is reported beside it
-        (mean, se), spread = per_seed[0], float("nan")
+    else:
+        (mean, digit_se), spread = per_seed[0], None
+        chance = seed_sd(runs, "matryoshka", measure) or 0.0
+        se = float(np.sqrt(digit_se ** 2 + 2 * chance ** 2))
     return {"seeds": seeds, "per_seed": [{"seed": s, "difference": m, "stderr": e} for s, (m, e) in zip(seeds, per_seed)],
             "difference": mean, "stderr": se, "seed_spread": spread,
             "verdict": verdict(mean, se, higher_is_better=higher_is_better).word}
@@ -169,6 +190,8 @@ def summary(rows: list[dict]) -> dict[str, Any]:
     return {
         "variant": rows[0]["variant"], "seeds": [r["seed"] for r in rows], "parameters": rows[0]["parameters"],
         "epochs": rows[0]["epochs"], "train_seconds": across([r["train_seconds"] for r in rows]),
+        "gflop_per_training_image": rows[0]["gflop_per_training_image"],
+        "training_pflop_with_base": across([r["training_pflop_with_base"] for r in rows]),
         "train_seconds_with_base": across([r["train_seconds_with_base"] for r in rows]),
         "nll": across([m for m, _ in nll]), "nll_digit_stderr": float(np.mean([e for _, e in nll])),
         "elbo": across([float(np.mean(r["elbo"])) for r in rows]),

@@ -123,9 +123,11 @@ def value_axis_limits(values: Sequence[float], errors: Sequence[float] | None = 
     return low - margin * span, high + margin * span
 
 
-def kl_comparison(kls: Mapping[str, Sequence[float]], title: str = "KL per latent layer") -> Figure:
+def kl_comparison(kls: Mapping[str, Sequence[float]], title: str = "KL per latent layer",
+                  in_use_from: float | None = 1.0) -> Figure:
     """Side-by-side bars of the mean KL (nats) of each latent layer (top vector first), one colour
-    per model, so two models' layers can be compared bar by bar. kls: name -> one KL per layer."""
+    per model, so two models' layers can be compared bar by bar. kls: name -> one KL per layer.
+    A dashed line at `in_use_from` nats: the kit's "in use" threshold (evaluate.layers_in_use)."""
     if not kls:
         raise InputError("nothing to plot: kls is empty")
     series = {name: _numbers(kl, f"kls[{name!r}]") for name, kl in kls.items()}
@@ -139,10 +141,33 @@ def kl_comparison(kls: Mapping[str, Sequence[float]], title: str = "KL per laten
     colours = matplotlib.colormaps["tab10"]
     for j, (name, kl) in enumerate(series.items()):
         ax.bar(np.arange(n) - 0.4 + width * (j + 0.5), kl, width, color=colours(j), label=name)
+    if in_use_from is not None:
+        ax.axhline(in_use_from, color="grey", linestyle="--", linewidth=1, label=f"in use from {in_use_from:g} nat")
     ax.set_xticks(range(n), _layer_names(n), rotation=45, fontsize=8)
     ax.set_ylabel("KL (nats)")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def class_kept_curve(curves: Mapping[str, Mapping[int, tuple[float, float]]], chance: float | None = 0.1,
+                     title: str = "Which layers hold the class") -> Figure:
+    """The share of keep-top-k resamples the digit judge still gives the true class, against k, one
+    line per model, with +-1 standard-error bars (`explore.class_kept`'s {k: (share, stderr)})."""
+    if not curves:
+        raise InputError("nothing to plot: curves is empty")
+    fig = Figure(figsize=(5.5, 3.2))
+    ax = fig.subplots()
+    for name, curve in curves.items():
+        keeps = sorted(curve)
+        ax.errorbar(keeps, [curve[k][0] for k in keeps], yerr=[curve[k][1] for k in keeps], marker="o",
+                    capsize=3, label=name)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+    ax.set(xlabel="k: top layers kept from the digit (the rest resampled)", ylabel="true class kept",
+           ylim=(0, 1.02), title=title)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 

@@ -46,17 +46,20 @@ def kl_balance_weights(kl_per_layer: Tensor, units_per_layer: Tensor) -> Tensor:
 
 
 def training_loss(output: HVAEOutput, beta: float = 1.0, free_bits: float = 0.0,
-                  kl_weights: Tensor | None = None) -> Tensor:
-    """Scalar loss: reconstruction + beta * sum_i w_i * max(KL_i, free_bits), batch-averaged.
+                  kl_weights: Tensor | None = None, top_free_bits: float = 0.0) -> Tensor:
+    """Scalar loss: reconstruction + beta * sum_i w_i * max(KL_i, floor_i), batch-averaged.
 
     Free bits (Kingma et al. 2016; per layer, in nats, on the batch mean) stop the optimiser from
     pushing a layer's KL below the floor, so a layer is not switched off before it has learnt
-    something. `kl_weights` (n_layers,) are balancing weights (default all 1). The ELBO reported
-    for evaluation is always the plain one in `output.elbo`.
+    something: floor_i = free_bits, and max(free_bits, top_free_bits) for the top vector.
+    `kl_weights` (n_layers,) are balancing weights (default all 1). The ELBO reported for
+    evaluation is always the plain one in `output.elbo`.
     """
     kl_per_layer = output.kl.mean(0)  # (n_layers,)
-    if free_bits > 0:
-        kl_per_layer = torch.clamp(kl_per_layer, min=free_bits)
+    if free_bits > 0 or top_free_bits > 0:
+        floors = torch.full_like(kl_per_layer, free_bits)
+        floors[0] = max(free_bits, top_free_bits)
+        kl_per_layer = torch.maximum(kl_per_layer, floors)
     if kl_weights is not None:
         kl_per_layer = kl_per_layer * kl_weights
     return output.recon.mean() + beta * kl_per_layer.sum()

@@ -15,6 +15,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
+from .checkpoints import Checkpoint
 from .data import fixed_binarize, iterate_minibatches
 from .errors import ConfigError, InputError
 from .model import HVAE
@@ -72,3 +73,22 @@ def with_fitted_top_prior(model: HVAE, images: Tensor, n_components: int = 10, c
         raise ConfigError(f"the fitted copy lacks weights of the model: {missing[:3]}...")
     fit_mixture_to_encoder(fitted, images, seed, samples_per_image)
     return fitted.eval()
+
+
+def with_fitted_prior_checkpoint(checkpoint: Checkpoint, images: Tensor, n_components: int,
+                                 covariance: str = "full", seed: int = 0) -> Checkpoint:
+    """A weights-only checkpoint of a trained run (its evaluation weights) whose top prior is a
+    mixture fitted to the aggregate posterior on `images` (`with_fitted_top_prior`); the run's
+    history and settings are kept. The second stage of the shipped default's recipe."""
+    fitted = with_fitted_top_prior(checkpoint.model(), images, n_components, covariance, seed)
+    return Checkpoint(fitted.config, fitted.state_dict(), checkpoint.train_config, checkpoint.history,
+                      checkpoint.epoch, checkpoint.step, data=checkpoint.data)
+
+
+def with_standard_top_prior(model: HVAE) -> HVAE:
+    """A copy of `model` with the standard normal top prior N(0, I) (the first stage of a model whose
+    top prior was fitted afterwards): every weight but the mixture's is the model's own."""
+    config = dataclasses.replace(model.config, top_prior="normal", mixture_covariance="diagonal")
+    plain = HVAE(config).to(next(model.parameters()).device)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("top.mixture.")})
+    return plain.eval()

@@ -4,11 +4,13 @@
 - QUICK_RECIPES: the same ideas in about 10 minutes, what `load_or_train` trains when no shipped
   file exists;
 - FAST_RECIPES: tiny models in seconds, for the tests and fast notebook runs (env HVAE_LITE_FAST=1);
-- ABLATION_RECIPE, MLP_BASELINE_RECIPE: the benchmarks' equal-budget ablations and converged
-  MLP baseline; CHALLENGE_BASELINE: the exercise whose recipe the student improves.
+- ABLATION, ABLATION_FINE_TUNE: the ablation study's recipe (its seed-0 runs ship as "study-*");
+  MLP_BASELINE_RECIPE: the converged MLP baseline; CHALLENGE_BASELINE: the exercise whose recipe
+  the student improves.
 
-A `Recipe` names a preset (with overrides), a TrainConfig and, for a fine-tune, the checkpoint
-it starts from; `Recipe.command` is the `python -m hvae_lite train` line that trains it.
+A `Recipe` names a preset (with overrides), a TrainConfig, for a fine-tune the checkpoint it starts
+from, and an optional second stage (the top prior fitted to the data); `Recipe.command` is the
+`python -m hvae_lite train` line that trains it.
 """
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ def fast_mode(fast: bool | None = None) -> bool:
 
 
 # TrainConfig fields `python -m hvae_lite train` has flags for: valued flags, then switches.
-_CLI_VALUES = ("epochs", "batch_size", "lr", "warmup_epochs", "free_bits", "free_bits_end_epoch", "ema_decay",
-               "grad_clip", "seed", "init_from", "new_lr", "mixture_init_epoch")
+_CLI_VALUES = ("epochs", "batch_size", "lr", "warmup_epochs", "free_bits", "free_bits_end_epoch", "top_free_bits",
+               "ema_decay", "grad_clip", "seed", "init_from", "new_lr", "mixture_init_epoch")
 _CLI_SWITCHES = ("kl_balance", "amp")
 _CLI_FIELDS = _CLI_VALUES + _CLI_SWITCHES
 
@@ -48,6 +50,9 @@ class Recipe:
     base: str | None = None      # warm start from this named checkpoint (its trained weights)
     n_train: int | None = None   # use only the first n training digits (fast mode); None = all 4,000
     n_test: int | None = None    # held-out digits scored after each epoch; None = all 1,000
+    # > 0: a second stage after training: the top prior becomes a mixture of this many full-covariance
+    # Gaussians fitted to where the encoder puts the training digits (hvae_lite.priors)
+    top_prior_components: int = 0
 
     @property
     def config(self) -> HVAEConfig:
@@ -71,52 +76,72 @@ class Recipe:
         return args + [f"--{name.replace('_', '-')}" for name in _CLI_SWITCHES if getattr(self.train, name)]
 
 
-# The shipped recipes (benchmarks/README.md has what each reaches and how long it took on one core).
-# The default and the mixture model train 100 epochs: a 10-epoch warm-up with NVAE's KL balancing
-# spreads information over all layers, free bits (0.5 nats) hold each layer open and are annealed
-# away by epoch 60 so every posterior ends close to its prior, and an EMA of the weights is what is
-# evaluated and shipped. The AR and imputation models start from the trained default (`base`).
-_LONG = TrainConfig(epochs=100, lr=2e-3, warmup_epochs=10.0, kl_balance=True, free_bits=0.5,
-                    free_bits_end_epoch=60.0, ema_decay=0.998, amp=True)
-_FINE_TUNE = TrainConfig(epochs=12, lr=2e-4, warmup_epochs=0.0, ema_decay=0.995, amp=True,
-                         init_from=f"{paths.CHECKPOINT_RUNS}/matryoshka.pt", new_lr=2e-3)
-RECIPES: dict[str, Recipe] = {
-    "matryoshka": Recipe("matryoshka", _LONG),
-    "mixture": Recipe("mixture", dataclasses.replace(_LONG, mixture_init_epoch=10)),
-    "matryoshka-ar": Recipe("matryoshka-ar", _FINE_TUNE, base="matryoshka"),
-    "imputation": Recipe("imputation", _FINE_TUNE, base="matryoshka"),
-}
-CHECKPOINT_NAMES = tuple(RECIPES)
+def _fine_tune(base: str, train: TrainConfig) -> TrainConfig:
+    """`train` starting from the run of the named checkpoint `base` (where `make checkpoints` trains it)."""
+    return dataclasses.replace(train, init_from=f"{paths.CHECKPOINT_RUNS}/{base}.pt")
 
-# "Train it yourself" (no shipped checkpoint): the same ideas in about 10 minutes on a laptop CPU
-# (fp32: bf16 autocast is slow on CPUs without bf16 instructions).
+
+# "Train it yourself" (no shipped checkpoint): the same ideas in about 10 minutes of a laptop CPU at
+# width 32 (fp32: bf16 autocast is slow on CPUs without bf16 instructions).
 _QUICK = TrainConfig(epochs=12, batch_size=16, lr=2e-3, warmup_epochs=3.0, kl_balance=True, free_bits=0.5,
                      free_bits_end_epoch=10.0, ema_decay=0.95)
 _QUICK_FINE_TUNE = TrainConfig(epochs=5, lr=2e-4, warmup_epochs=0.0, ema_decay=0.99, new_lr=2e-3)
+# The ablation study (benchmarks/ablations.py): every variant trained from scratch with the quick
+# recipe in bf16 (about 10 minutes of one core each); the AR head and its no-head control are
+# fine-tuned identically from the same trained full model. Its seed-0 runs ship ("study-*").
+ABLATION = dataclasses.replace(_QUICK, amp=True)
+ABLATION_FINE_TUNE = dataclasses.replace(_QUICK_FINE_TUNE, amp=True)
+
+# The shipped recipes (benchmarks/README.md has what each reaches and how long it took on one core).
+# The default trains 130 epochs at width 64 (about 2 hours of one idle core): a 10-epoch warm-up with
+# NVAE's KL balancing spreads information over all layers, free bits (0.5 nats) hold each layer open
+# and are annealed away by epoch 78 so every posterior ends close to its prior, and an exponential
+# moving average of the weights is what is evaluated and shipped. Its second stage fits the top prior
+# to where the encoder puts the training digits (hvae_lite.priors). The mixture and imputation models
+# start from the trained default (`base`); the study's models are the ablation study's seed-0 runs.
+_LONG = TrainConfig(epochs=130, lr=2e-3, warmup_epochs=10.0, kl_balance=True, free_bits=0.5,
+                    free_bits_end_epoch=78.0, ema_decay=0.998, amp=True)
+_MIXTURE = TrainConfig(epochs=10, lr=2e-4, warmup_epochs=0.0, ema_decay=0.995, amp=True, new_lr=2e-3,
+                       mixture_init_epoch=0)
+_IMPUTATION = TrainConfig(epochs=10, lr=1e-3, warmup_epochs=0.0, ema_decay=0.995, amp=True, new_lr=2e-3)
+RECIPES: dict[str, Recipe] = {
+    "matryoshka": Recipe("matryoshka", _LONG, top_prior_components=10),
+    "mixture": Recipe("mixture", _fine_tune("matryoshka", _MIXTURE), base="matryoshka"),
+    "imputation": Recipe("imputation", _fine_tune("matryoshka", _IMPUTATION), base="matryoshka"),
+    "study-matryoshka": Recipe("matryoshka-32", ABLATION),
+    "study-no-td-path": Recipe("no-td-path", ABLATION),
+    "study-ar-head": Recipe("matryoshka-ar", _fine_tune("study-matryoshka", ABLATION_FINE_TUNE), base="study-matryoshka"),
+    "study-ar-control": Recipe("matryoshka-32", _fine_tune("study-matryoshka", ABLATION_FINE_TUNE),
+                               base="study-matryoshka"),
+}
+CHECKPOINT_NAMES = tuple(RECIPES)
+
+_SMALL = {"width": 32}  # the quick recipes' mixture and imputation models start from the width-32 default
 QUICK_RECIPES: dict[str, Recipe] = {
-    "matryoshka": Recipe("matryoshka", _QUICK),
-    "mixture": Recipe("mixture", dataclasses.replace(_QUICK, mixture_init_epoch=3)),
-    "matryoshka-ar": Recipe("matryoshka-ar", _QUICK_FINE_TUNE, base="matryoshka"),
-    "imputation": Recipe("imputation", _QUICK_FINE_TUNE, base="matryoshka"),
+    "matryoshka": Recipe("matryoshka-32", _QUICK, top_prior_components=10),
+    "mixture": Recipe("mixture", dataclasses.replace(_QUICK_FINE_TUNE, mixture_init_epoch=0), _SMALL, "matryoshka"),
+    "imputation": Recipe("imputation", _QUICK_FINE_TUNE, _SMALL, "matryoshka"),
+    "study-matryoshka": Recipe("matryoshka-32", _QUICK),
+    "study-no-td-path": Recipe("no-td-path", _QUICK),
+    "study-ar-head": Recipe("matryoshka-ar", _QUICK_FINE_TUNE, base="study-matryoshka"),
+    "study-ar-control": Recipe("matryoshka-32", _QUICK_FINE_TUNE, base="study-matryoshka"),
 }
 
 # Fast mode: the same kinds of model on the tiny preset, one epoch on 300 digits (seconds).
 _FAST_TRAIN = TrainConfig(epochs=1, batch_size=50, warmup_epochs=0.5, free_bits=0.1)
+_FAST_FINE_TUNE = dataclasses.replace(_FAST_TRAIN, warmup_epochs=0.0, new_lr=2e-3)
 FAST_RECIPES: dict[str, Recipe] = {
-    "matryoshka": Recipe("tiny", _FAST_TRAIN, n_train=300, n_test=100),
-    "matryoshka-ar": Recipe("tiny", _FAST_TRAIN, {"ar_layers": 1, "ar_kernel": 3}, "matryoshka", 300, 100),
-    "mixture": Recipe("tiny", _FAST_TRAIN, {"top_prior": "mixture"}, n_train=300, n_test=100),
-    "imputation": Recipe("tiny", _FAST_TRAIN, {"conditional": True}, "matryoshka", 300, 100),
+    "matryoshka": Recipe("tiny", _FAST_TRAIN, n_train=300, n_test=100, top_prior_components=3),
+    "mixture": Recipe("tiny", dataclasses.replace(_FAST_FINE_TUNE, mixture_init_epoch=0),
+                      {"top_prior": "mixture", "mixture_covariance": "full", "mixture_components": 3},
+                      "matryoshka", 300, 100),
+    "imputation": Recipe("tiny", _FAST_FINE_TUNE, {"conditional": True}, "matryoshka", 300, 100),
+    "study-matryoshka": Recipe("tiny", _FAST_TRAIN, n_train=300, n_test=100),
+    "study-no-td-path": Recipe("tiny", _FAST_TRAIN, {"deterministic_path": False}, n_train=300, n_test=100),
+    "study-ar-head": Recipe("tiny", _FAST_FINE_TUNE, {"ar_layers": 1, "ar_kernel": 3}, "study-matryoshka", 300, 100),
+    "study-ar-control": Recipe("tiny", _FAST_FINE_TUNE, {}, "study-matryoshka", 300, 100),
 }
 
-# The ablation study (benchmarks/ablations.py): every variant trained from scratch with the quick
-# recipe in bf16 (about 10 minutes of one core each); the AR head and its no-head control are
-# fine-tuned identically from the same trained full model.
-ABLATION = dataclasses.replace(_QUICK, amp=True)
-ABLATION_FINE_TUNE = dataclasses.replace(_QUICK_FINE_TUNE, amp=True)
-# The benchmarks (benchmarks/quality.py): ten epochs at equal budget for every variant, the first
-# landing's shipped recipe (hours for the whole table on 2 cores; the 100-epoch recipe would take days).
-ABLATION_RECIPE = TrainConfig(epochs=10, lr=2e-3, warmup_epochs=3.0, free_bits=0.5, amp=True)
 # The floor (benchmarks/shipped.py): the classic MLP VAE, trained until its held-out ELBO stopped improving.
 MLP_BASELINE_RECIPE = TrainConfig(epochs=300, lr=1e-3, warmup_epochs=10.0, ema_decay=0.998, amp=False)
 # The open exercise (exercises.demos.recipe_challenge): the budget (epochs, data, seed, model) is

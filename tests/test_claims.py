@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from hvae_lite.claims import ClaimError, claim, markdown
+from hvae_lite.errors import InputError
 
 
 def test_a_claim_that_holds_is_printed_as_checked(capsys):
@@ -37,5 +38,13 @@ def test_markdown_dedents_formatted_text():
           - indented item
         """)
     assert rendered._repr_markdown_() == "The ELBO is **-90.3 nats**.\n  - indented item"
-    with pytest.raises(TypeError):
+    with pytest.raises(InputError, match="markdown\\(\\) takes a string, got float"):
         markdown(3.0)
+
+
+def test_a_claim_on_the_results_files_is_checked_in_fast_mode_too(capsys, monkeypatch):
+    monkeypatch.setenv("HVAE_LITE_FAST", "1")
+    claim(True, "the study's verdict", results_only=True)
+    assert "[checked] the study's verdict" in capsys.readouterr().out
+    with pytest.raises(ClaimError, match="the study's verdict"):
+        claim(False, "the study's verdict", results_only=True)

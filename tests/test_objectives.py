@@ -39,6 +39,17 @@ def test_free_bits_clamp_each_layer_on_the_batch_mean():
     assert torch.equal(kl.grad, torch.tensor([[0.0, 0.5, 0.0], [0.0, 0.5, 0.0]]))
 
 
+def test_top_free_bits_floor_only_the_top_vector():
+    kl = torch.tensor([[1.0, 0.1, 2.0], [3.0, 0.3, 4.0]], requires_grad=True)
+    out = _output([5.0, 5.0], kl)
+    out.kl = kl
+    # Batch means 2.0, 0.2, 3.0: the top floor (4) binds on layer 0 only; the others keep free_bits 0.1.
+    loss = training_loss(out, beta=1.0, free_bits=0.1, top_free_bits=4.0)
+    assert loss.item() == pytest.approx(5.0 + 4.0 + 0.2 + 3.0)
+    loss.backward()
+    assert torch.equal(kl.grad[:, 0], torch.zeros(2)) and torch.equal(kl.grad[:, 1], torch.full((2,), 0.5))
+
+
 def test_bits_per_dim():
     assert bits_per_dim(N_PIXELS * math.log(2)) == pytest.approx(1.0)
     assert bits_per_dim(torch.tensor([0.0, 2 * N_PIXELS * math.log(2)])).tolist() == pytest.approx([0.0, 2.0])

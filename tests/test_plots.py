@@ -55,7 +55,7 @@ def test_kl_comparison_puts_two_models_side_by_side():
     ax = fig.axes[0]
     assert [p.get_height() for p in ax.patches] == [3.0, 1.0, 0.5, 2.0, 0.2, 0.6]
     assert ax.patches[0].get_x() < ax.patches[3].get_x() < ax.patches[1].get_x()  # layer 0: plain, then ar
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "ar"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["in use from 1 nat", "plain", "ar"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["z0 (top)", "z1", "z2"]
     with pytest.raises(ValueError, match="same number of latent layers"):
         plots.kl_comparison({"a": [1.0, 2.0], "b": [1.0]})
@@ -202,3 +202,17 @@ def test_original_and_samples_puts_the_framed_original_beside_a_grid():
     assert original.get_position().height > 1.5 * samples[0].get_position().height  # spans both rows
     with pytest.raises(ValueError, match=r"original must have 1 leading axes before \(C, H, W\)"):
         plots.original_and_samples(_images(1), _images(6))
+
+
+def test_kl_comparison_threshold_and_class_kept_curve():
+    from hvae_lite.plots import class_kept_curve, kl_comparison
+
+    fig = kl_comparison({"a": [3.0, 0.2, 1.5], "b": [0.1, 0.1, 4.0]})
+    ax = fig.axes[0]
+    assert len(ax.patches) == 6 and {"a", "b"} <= {t.get_text() for t in ax.get_legend().get_texts()}
+    assert [line.get_ydata()[0] for line in ax.get_lines()] == [1.0]  # the "in use" threshold
+    fig = class_kept_curve({"m": {1: (0.6, 0.02), 11: (0.97, 0.01)}})
+    lines = fig.axes[0].get_lines()
+    assert list(lines[0].get_xdata()) == [1, 11] and list(lines[0].get_ydata()) == [0.6, 0.97]
+    with pytest.raises(Exception, match="empty"):
+        class_kept_curve({})
