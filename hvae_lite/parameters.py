@@ -96,7 +96,7 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "HIDDEN": counts(full=(512, 256), fast=(64,), maximum=MANY), "LATENT_DIM": count(full=32, fast=8, maximum=MANY),
         "N_TEST": count(full=None, fast=100, maximum=HELD_OUT, none_means="all 1,000 held-out digits"),
         "N_EVAL": count(full=1000, fast=100, maximum=HELD_OUT), "K": count(full=200, fast=10, maximum=MANY),
-        "N_SHOW": count(8, maximum=HELD_OUT)},
+        "N_SHOW": count(8, maximum=HELD_OUT), "N_JUDGED": count(full=1000, fast=100, maximum=HELD_OUT)},
     "02_naive_stack": {
         "FAST": FAST, "SEED": SEED, "N_LIVE": count(full=1000, fast=200, maximum=TRAINING),
         "N_EVAL": count(full=300, fast=50, maximum=HELD_OUT), "N_SHOW": count(4, maximum=HELD_OUT)},
@@ -107,7 +107,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "N_EVAL": count(full=500, fast=50, maximum=HELD_OUT), "N_SAMPLES": count(full=16, fast=2, maximum=MANY),
         "N_COUNTED": count(full=500, fast=10, maximum=MANY)},
     "05_what_each_layer_encodes": {
-        "FAST": FAST, "SEED": SEED, "N_DIGITS": count(full=4, fast=2, maximum=HELD_OUT),
+        "FAST": FAST, "SEED": SEED,
+        "SHOWN": counts(full=(1, 8, 3, 7), fast=(1, 8), minimum=0, maximum=9),  # classes: one digit of each is shown
         "N_SAMPLES": count(full=6, fast=3, maximum=MANY), "N_EVAL": count(full=1000, fast=100, maximum=HELD_OUT)},
     "06_class_structure": {
         "FAST": FAST, "SEED": SEED, "N_EVAL": count(full=1000, fast=200, maximum=HELD_OUT),
@@ -131,13 +132,15 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "N_EVAL": count(full=500, fast=100, maximum=10_000), "K": count(full=20, fast=2, maximum=MANY),
         "N_IMPUTE": count(full=100, fast=20, maximum=10_000), "N_SHOW": count(full=8, fast=4, maximum=HELD_OUT)},
     "ex01_vae_pieces": {"FAST": FAST, "SEED": SEED, "N_DIGITS": count(full=8, fast=4, maximum=HELD_OUT),
-                        "KS": counts(full=(1, 10, 100), fast=(1, 10), maximum=MANY)},
+                        "KS": counts(full=(1, 10, 100), fast=(1, 10), maximum=MANY),
+                        "N_REPEATS": count(full=500, fast=100, maximum=MANY)},
     "ex02_matryoshka": {"FAST": FAST, "SEED": SEED, "PRESET": choice(PRESET_NAMES, full="matryoshka-ar", fast="tiny"),
-                        "AR_LAYERS": count(3, maximum=20), "N_DIGITS": count(6, maximum=HELD_OUT)},
+                        "AR_LAYERS": count(3, maximum=20), "N_DIGITS": count(6, maximum=HELD_OUT),
+                        "N_JUDGED": count(full=300, fast=30, maximum=HELD_OUT)},
     "ex03_clusters_and_imputation": {
         "FAST": FAST, "SEED": SEED, "PRESET": choice(PRESET_NAMES, full="mixture", fast="tiny"),
         "N_DIGITS": count(full=1000, fast=200, maximum=HELD_OUT), "N_SHOW": count(4, maximum=HELD_OUT),
-        "N_STEPS": count(full=30, fast=5, maximum=MANY)},
+        "N_STEPS": count(full=60, fast=6, maximum=MANY)},
     "ex04_training_effects": {
         "FAST": FAST, "SEED": SEED, "N_TRAIN": count(full=1000, fast=200, maximum=TRAINING),
         "N_TEST": count(full=200, fast=50, maximum=HELD_OUT), "EPOCHS": count(full=2, fast=1, maximum=MANY),

@@ -10,16 +10,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 from nbclient import NotebookClient
+from scipy.optimize import linear_sum_assignment
 from torch.distributions import Normal, kl_divergence
 
 from hvae_lite.blocks import MaskedConv2d
 from hvae_lite.config import get_preset
 from hvae_lite.distributions import DiagonalGaussian, soft_clamp
 from hvae_lite.evaluate import clustering_accuracy as kit_clustering_accuracy
-from hvae_lite.exercises import CHECKERS, CheckResult
+from hvae_lite.exercises import CHECKERS, PREDICTION_CHECKERS, CheckResult, check_reach_prediction
 from hvae_lite.exercises import reference as ref
 from hvae_lite.exercises.__main__ import main
-from hvae_lite.exercises.demos import merge_step_in, recipe_challenge, train_with_kl_term
+from hvae_lite.exercises.demos import (causal_reach, gradient_estimates, merge_step_in, path_gradients, recipe_challenge,
+                                       rows_above, train_with_kl_term)
 from hvae_lite.exercises.notebooks import (BEGIN, END, SOLUTIONS_DIR, STUB, STUDENT_DIR, clear_solutions,
                                            solution_paths, stale_notebooks, strip_markers, student_notebook)
 from hvae_lite.impute import impute_iterative
@@ -39,6 +41,15 @@ def _purity(assignments, labels):
     return sum(np.bincount(t[a == c]).max() for c in np.unique(a)) / len(t)
 
 
+def _min_cost_matching(assignments, labels):
+    """The assignment problem solved the wrong way round: the fewest examples right."""
+    a, t = np.asarray(assignments), np.asarray(labels)
+    counts = np.zeros((a.max() + 1, t.max() + 1))
+    np.add.at(counts, (a, t), 1)
+    rows, cols = linear_sum_assignment(counts)
+    return float(counts[rows, cols].sum() / len(t))
+
+
 def _imputation_with(fill):
     def step(model, x, observed):
         with torch.no_grad():
@@ -50,6 +61,7 @@ def _imputation_with(fill):
 WRONG_ANSWERS = {
     "reparameterize": [
         (lambda m, lv, e: m + torch.exp(lv) * e, "variance exp(logvar)"),
+        (lambda m, lv, e: m + torch.sqrt(lv) * e, "A square root or log of the log-variance"),
         (lambda m, lv, e: (m + torch.exp(0.5 * lv) * e).detach(), "no gradient flows"),
         (lambda m, lv, e: m + torch.exp(0.5 * lv) * torch.randn_like(m), "use the `eps` argument"),
         (lambda m, lv, e: m.numpy() + np.exp(0.5 * lv.numpy()) * e.numpy(), "should be a torch tensor"),
@@ -64,6 +76,9 @@ WRONG_ANSWERS = {
         (lambda mq, lq, mp, lp: ref.gaussian_kl(mp, lp, mq, lq), "KL(p || q)"),
         (lambda mq, lq, mp, lp: (0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp()) - 1).flatten(1).sum(1),
          "negative"),
+        (lambda mq, lq, mp, lp: (0.5 * (lp - lq + (lq.exp() + (mq - mp) ** 2) / lp.exp() - 1)).flatten(1).mean(1),
+         "averaged the KL over the dimensions"),
+        (lambda mq, lq, mp, lp: 3 * ref.gaussian_kl(mq, lq, mp, lp), "3 times the expected one"),
     ],
     "bernoulli_elbo": [
         (lambda lg, x, kl: -F.binary_cross_entropy_with_logits(lg, x, reduction="none").flatten(1).sum(1)
@@ -72,12 +87,17 @@ WRONG_ANSWERS = {
          .flatten(1).sum(1) - kl.sum(1), "binary_cross_entropy_with_logits"),
         (lambda lg, x, kl: -F.binary_cross_entropy_with_logits(lg, x) - kl.sum(1).mean(), "wrong shape"),
         (lambda lg, x, kl: -ref.bernoulli_elbo(lg, x, kl), "the loss"),
+        (lambda lg, x, kl: -F.binary_cross_entropy_with_logits(lg, x) - kl.sum(1), "reduction='mean'"),
+        (lambda lg, x, kl: -F.binary_cross_entropy_with_logits(lg, x, reduction="sum") - kl.sum(1), "whole batch"),
+        (lambda lg, x, kl: ref.bernoulli_elbo(lg, x, kl) + kl.sum(1) - kl.sum(), "summed the KL over the batch"),
     ],
     "iwae_bound": [
         (lambda log_w: log_w.mean(0), "that is the ELBO"),
         (_naive_iwae, "torch.logsumexp"),
         (lambda log_w: torch.logsumexp(log_w, 1) - math.log(log_w.shape[1]), "expected (B,) = (4,), got (5,)"),
         (lambda log_w: torch.logsumexp(log_w, 0), "subtract log k"),
+        (lambda log_w: torch.logsumexp(log_w, 0) / log_w.shape[0], "divided the logsumexp by k"),
+        (lambda log_w: torch.logsumexp(log_w, 0) - math.log(log_w.shape[1]), "log of the batch size"),
     ],
     "causal_mask": [
         (lambda k, t: ref.causal_mask(k, "B"), "includes the centre pixel"),
@@ -100,6 +120,7 @@ WRONG_ANSWERS = {
         (lambda a, t: float((np.asarray(a) == np.asarray(t)).mean()), "compared cluster ids with labels directly"),
         (_purity, "one-to-one"),
         (lambda a, t: 100 * ref.clustering_accuracy(a, t), "percentage"),
+        (_min_cost_matching, "maximize=True"),
     ],
     "imputation_step": [
         (_imputation_with(lambda probs: probs), "not 0 or 1"),
@@ -114,6 +135,8 @@ WRONG_ANSWERS = {
         (lambda kl, floor: torch.clamp(kl.mean(0), min=floor).sum(), "expected (n_layers,)"),
         (lambda kl, floor: torch.clamp(kl.mean(0), min=floor).detach(), "no gradient flows"),
         (lambda kl, floor: torch.maximum(kl.mean(0), torch.tensor(floor)).numpy(), "should be a torch tensor"),
+        (lambda kl, floor: kl.sum(0).clamp(min=floor), "summed the KL over the batch"),
+        (lambda kl, floor: kl.clamp(min=floor).sum(0), "floored each image and summed"),
     ],
 }
 
@@ -289,13 +312,17 @@ def _solutions():
 
 # Open exercises: the student's function is judged by what it achieves, not against a reference.
 OPEN_EXERCISES = {"my_recipe": "recipe_challenge"}
+# Predictions made before an experiment: a function returning the prediction -> its checker's key.
+PREDICTIONS = {"my_rows_above": "reach_prediction"}
 
 
-def _answer_cells(notebook, open_exercises=False):
-    """{function name: cell source} for the cells holding an answer (the checked ones, or the open ones)."""
+def _answer_cells(notebook, open_exercises=False, predictions=False):
+    """{function name: cell source} for the cells holding an answer: the checked ones, the open
+    ones (open_exercises=True) or the predictions (predictions=True)."""
     cells = {re.search(r"^def (\w+)", cell.source, re.M).group(1): cell.source
              for cell in notebook.cells if cell.cell_type == "code" and BEGIN in cell.source}
-    return {name: source for name, source in cells.items() if (name in OPEN_EXERCISES) == open_exercises}
+    return {name: source for name, source in cells.items()
+            if (name in OPEN_EXERCISES) == open_exercises and (name in PREDICTIONS) == predictions}
 
 
 def test_committed_student_notebooks_are_up_to_date():
@@ -308,6 +335,7 @@ def test_solution_answers_are_the_package_references():
     for notebook in _solutions().values():
         answers.update(_answer_cells(notebook))
         assert set(_answer_cells(notebook, open_exercises=True)) <= set(OPEN_EXERCISES)
+        assert set(_answer_cells(notebook, predictions=True)) <= set(PREDICTIONS)
     assert set(answers) == set(CHECKERS)
     for name, source in answers.items():
         assert strip_markers(source) == inspect.getsource(getattr(ref, name)).rstrip("\n"), name
@@ -320,6 +348,9 @@ def test_every_answer_is_followed_by_its_check_and_only_solutions_carry_outputs(
             assert f"{CHECKERS[function].__name__}({function});" in sources, (name, function)
         for function in _answer_cells(notebook, open_exercises=True):
             assert any(s.startswith(f"{OPEN_EXERCISES[function]}({function}") for s in sources), (name, function)
+        for function in _answer_cells(notebook, predictions=True):
+            checker = PREDICTION_CHECKERS[PREDICTIONS[function]].__name__
+            assert any(f"{checker}({function});" in s for s in sources), (name, function)
         parameters = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(parameters) == 1 and "HVAE_LITE_FAST" in parameters[0].source, name
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]
@@ -346,6 +377,12 @@ def test_student_stubs_fail_their_checks():
             exec(stub, namespace)  # noqa: S102 - our own generated notebook
             result = recipe_challenge(namespace[function], quiet=True)  # stops before any training
             assert not result.passed and "not implemented yet" in result.message
+        for function, source in _answer_cells(_solutions()[name], predictions=True).items():
+            stub = student.cells[[c.source for c in _solutions()[name].cells].index(source)].source
+            namespace = {}
+            exec(stub, namespace)  # noqa: S102 - our own generated notebook
+            result = PREDICTION_CHECKERS[PREDICTIONS[function]](namespace[function], quiet=True)
+            assert not result.passed and "not implemented yet" in result.message
 
 
 @pytest.mark.parametrize("folder, verdict", [(STUDENT_DIR, "[NOT YET] "), (SOLUTIONS_DIR, "[PASSED] ")],
@@ -360,13 +397,13 @@ def test_notebooks_run_through_their_checks(folder, verdict, tmp_path, monkeypat
         cells = nbformat.read(folder / name, as_version=4).cells
         last_check = max(i for i, cell in enumerate(cells) if cell.source.startswith("check_"))
         combined.cells += [nbformat.v4.new_code_cell("%reset -f"), *cells[:last_check + 1]]  # a fresh namespace
-        n_answers += len(_answer_cells(solution))
+        n_answers += len(_answer_cells(solution)) + len(_answer_cells(solution, predictions=True))
     monkeypatch.setenv("PYTHONPATH", str(SOLUTIONS_DIR.parents[2]))
     NotebookClient(combined, timeout=120, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     reports = [out.text for cell in combined.cells if cell.source.startswith("check_")
                for out in cell.get("outputs", []) if "text" in out]  # demonstrations print too
-    assert len(reports) == n_answers == len(CHECKERS)
+    assert len(reports) == n_answers == len(CHECKERS) + len(PREDICTION_CHECKERS)
     assert all(text.startswith(verdict) for text in reports), reports
     if folder == STUDENT_DIR:
         assert all("not implemented yet" in text for text in reports)
@@ -462,3 +499,55 @@ def test_ready_runs_a_demonstration_only_for_a_passing_answer(capsys):
         raise NotImplementedError()
     assert not ready(check_iwae_bound, iwae_bound)
     assert "Skipped: this uses your `iwae_bound`" in capsys.readouterr().out
+
+
+# --- the experiments of exercises 1.1b, 2.1b and 2.3b, run with the student's function ---
+
+def test_gradient_estimates_are_unbiased_and_the_score_function_scatters_more():
+    estimates = gradient_estimates(ref.reparameterize, mean=1.5, n_samples=10, n_repeats=400)
+    path, score = estimates["pathwise"], estimates["score function"]
+    for values in (path, score):
+        assert abs(values.mean().item() - 3.0) < 4 * values.std().item() / len(values) ** 0.5
+    assert score.std() > 2 * path.std()
+    # the pathwise route is the student's function: a wrong one shows in the numbers
+    wrong = gradient_estimates(lambda m, lv, e: m + torch.exp(lv) * e, mean=1.5, logvar=1.0, n_repeats=50)["pathwise"]
+    right = gradient_estimates(ref.reparameterize, mean=1.5, logvar=1.0, n_repeats=50)["pathwise"]
+    assert not torch.allclose(wrong, right)
+
+
+def test_path_gradients_show_the_deterministic_path():
+    residual = path_gradients(ref.top_down_update, depth=6)
+    plain = path_gradients(lambda h, z, g: g(torch.cat([h, z], 1)), depth=6, out_scale=1.0)
+    assert len(residual) == len(plain) == 6
+    assert all(0.8 < r < 1.25 for r in residual)  # h_0 arrives (almost) intact at every depth
+    assert plain[-1] < 0.01 and plain[0] > plain[-1]  # without the sum it fades layer by layer
+    assert path_gradients(lambda h, z, g: g(torch.cat([torch.zeros_like(h), z], 1)), depth=2) == [0.0, 0.0]
+
+
+def test_causal_reach_uses_the_students_mask():
+    for n in (1, 2, 3):
+        reach = causal_reach(ref.causal_mask, ("A",) + ("B",) * (n - 1))
+        assert rows_above(reach) == n and not reach[7, 7] and not reach[8:].any()  # nothing below, not itself
+    assert causal_reach(ref.causal_mask, ("B", "B"))[7, 7]  # type B first: the output reads its own pixel
+    assert causal_reach(ref.causal_mask, ("A", "A", "A")).sum() < causal_reach(ref.causal_mask, ("A", "B", "B")).sum()
+    leaky = causal_reach(lambda k, t: torch.ones(k, k), ("A",))
+    assert leaky[8:].any()  # a mask of ones reads the rows below: the measurement shows a wrong mask
+
+
+@pytest.mark.parametrize("prediction, words", [
+    ({1: 1, 2: 2, 3: 3}, "correct"),
+    ({1: 3, 2: 6, 3: 9}, "kernel_size // 2"),
+    ({1: 2, 2: 4, 3: 6}, "reaches 1 row up"),
+    ({1: 0, 2: 1, 3: 2}, "type A) layer also reads the row above"),
+    ({1: 1, 2: 1, 3: 1}, "grows with depth"),
+    ({1: 1, 2: 2, 3: 4}, "for 3 layer(s) the logit reads 3 row(s)"),
+    ({1: 1}, "the keys must be 1, 2, 3"),
+    ({1: 1, 2: 2, 3: "3"}, "whole number"),
+    ([1, 2, 3], "as a dict"),
+    (lambda: {1: 1, 2: 2, 3: 3}, "correct"),
+    (_not_implemented, "not implemented yet"),
+])
+def test_reach_prediction_checker_explains(prediction, words):
+    result = check_reach_prediction(prediction, quiet=True)
+    assert result.passed == (words == "correct")
+    assert words in result.message, result.message

@@ -7,7 +7,7 @@ builds the student notebooks from the solution notebooks.
 """
 from .checks import (check_bernoulli_elbo, check_causal_mask, check_clustering_accuracy, check_free_bits_kl,
                      check_gaussian_kl, check_imputation_step, check_iwae_bound, check_merge_step,
-                     check_reparameterize, check_top_down_update)
+                     check_reach_prediction, check_reparameterize, check_top_down_update)
 from .feedback import CheckResult
 
 # exercise (the function a student writes) -> its checker
@@ -24,4 +24,10 @@ CHECKERS = {
     "free_bits_kl": check_free_bits_kl,
 }
 
-__all__ = ["CHECKERS", "CheckResult", *(checker.__name__ for checker in CHECKERS.values())]
+# predictions a student makes before an experiment (not functions) -> their checker
+PREDICTION_CHECKERS = {
+    "reach_prediction": check_reach_prediction,
+}
+
+__all__ = ["CHECKERS", "CheckResult", "PREDICTION_CHECKERS", *(checker.__name__ for checker in CHECKERS.values()),
+           "check_reach_prediction"]

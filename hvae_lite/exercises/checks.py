@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from ..blocks import Branch
@@ -45,10 +46,13 @@ def check_reparameterize(student_fn: Callable) -> None:
 def _check_reparameterize_case(student_fn: Callable, mean: Tensor, logvar: Tensor, eps: Tensor, case: str) -> None:
     got = call(student_fn, mean, logvar, eps, case=case)
     again = call(student_fn, mean, logvar, eps, case=case)
-    if isinstance(got, Tensor) and isinstance(again, Tensor) and not torch.equal(got, again):
+    if isinstance(got, Tensor) and isinstance(again, Tensor) and got.shape == again.shape \
+            and not torch.allclose(got, again, rtol=0, atol=0, equal_nan=True):  # a NaN is the same NaN
         raise Mistake("your function gives a different z each time for the same eps: use the `eps` argument "
                       "instead of drawing new noise inside the function.")
-    expect_close(got, ref.reparameterize(mean, logvar, eps), case, what="your z", diagnoses=[
+    expect_close(got, ref.reparameterize(mean, logvar, eps), case, what="your z",
+                 nonfinite_hint="A square root or log of the log-variance? logvar can be negative; the standard "
+                                "deviation is exp(logvar / 2).", diagnoses=[
         Diagnosis(mean + torch.exp(logvar) * eps, "you multiplied eps by the variance exp(logvar); the standard "
                                                   "deviation is exp(logvar / 2)."),
         Diagnosis(mean + logvar * eps, "you used the log-variance itself as the standard deviation; "
@@ -119,6 +123,9 @@ def _check_kl_case(student_fn: Callable, q: tuple[Tensor, Tensor], p: tuple[Tens
         Diagnosis(summed(0.5 * (lp - lq + (torch.exp(lq) + d2) / torch.exp(lp))), "you forgot the -1 inside."),
         Diagnosis(summed(0.5 * (lp - lq + torch.exp(lq) / torch.exp(lp) + d2 - 1)),
                   "the squared mean difference must be divided by the prior's variance too."),
+        Diagnosis(ref.gaussian_kl(mq, lq, mp, lp) / mq[0].numel(),
+                  "you averaged the KL over the dimensions; the dimensions are independent, so their KLs add "
+                  "up: sum over every dimension but the batch (kl.flatten(1).sum(1))."),
     ])
 
 
@@ -157,6 +164,13 @@ def _check_elbo_case(student_fn: Callable, logits: Tensor, x: Tensor, kl: Tensor
                   "you applied the sigmoid twice: binary_cross_entropy_with_logits wants the logits themselves."),
         Diagnosis(log_px(logits).sum(1) - kl.mean(1), "sum the KL over the layers (each layer adds its own KL)."),
         Diagnosis(log_px(logits).sum(1), "you left out the KL term."),
+        Diagnosis(log_px(logits).mean() - kl.sum(1), "binary_cross_entropy_with_logits with its default "
+                  "reduction='mean' averages over every pixel of the whole batch: pass reduction='none', then "
+                  "sum each image's pixels."),
+        Diagnosis(log_px(logits).sum() - kl.sum(1), "reduction='sum' adds up the pixels of the whole batch, not "
+                  "of each image: pass reduction='none', then sum over each image's pixels (flatten(1).sum(1))."),
+        Diagnosis(log_px(logits).sum(1) - kl.sum(), "you summed the KL over the batch too: each image pays its "
+                  "own KL, kl.sum(1)."),
     ])
 
 
@@ -186,6 +200,10 @@ def check_iwae_bound(student_fn: Callable) -> None:
             Diagnosis(log_w.max(0).values, "you took the maximum log-weight; logsumexp is its smooth version, "
                                            "plus the other weights' share."),
             Diagnosis(torch.logsumexp(log_w, 0) - k, "subtract log(k), not k."),
+            Diagnosis(torch.logsumexp(log_w, 0) / k, "you divided the logsumexp by k; averaging the weights "
+                                                     "inside the log subtracts log k outside it."),
+            Diagnosis(torch.logsumexp(log_w, 0) - math.log(log_w.shape[1]),
+                      "you subtracted the log of the batch size; k is the number of samples, log_weights.shape[0]."),
         ])
 
 
@@ -316,6 +334,12 @@ def check_clustering_accuracy(student_fn: Callable) -> None:
                           "matching must be one-to-one (scipy.optimize.linear_sum_assignment).")
         if math.isclose(got, want * len(t), abs_tol=1e-4):
             raise Mistake(f"for {case}: divide the number of matched examples by the number of examples.")
+        counts = np.zeros((a.max() + 1, t.max() + 1))
+        np.add.at(counts, (a, t), 1)
+        rows, cols = linear_sum_assignment(counts)  # the minimum-cost matching: the wrong way round
+        if math.isclose(got, counts[rows, cols].sum() / len(t), abs_tol=1e-6):
+            raise Mistake(f"for {case}, your matching found the *fewest* examples right: linear_sum_assignment "
+                          "minimises the total by default; pass maximize=True (or give it -counts).")
         raise Mistake(f"for {case}: expected {want:.4f}, got {got:.4f}.")
 
 
@@ -394,6 +418,10 @@ def check_free_bits_kl(student_fn: Callable) -> None:
             Diagnosis(kl.mean(0), "you left out the floor: charge max(mean KL, floor)."),
             Diagnosis(kl.mean(0).clamp(max=floor), "you capped the KL at the floor (min) instead of flooring it (max)."),
             Diagnosis(kl.mean(0) - floor, "you subtracted the floor; free bits charge max(mean KL, floor)."),
+            Diagnosis(kl.sum(0).clamp(min=floor), "you summed the KL over the batch; the floor applies to each "
+                                                  "layer's batch *mean* (kl.mean(0))."),
+            Diagnosis(kl.clamp(min=floor).sum(0), "you floored each image and summed over the batch; free bits "
+                                                  "floor each layer's batch mean: average first, then max."),
         ])
     kl = torch.tensor([[0.2, 3.0], [0.4, 1.0]], requires_grad=True)  # layer 0 below a 0.5 floor, layer 1 above
     got = call(student_fn, kl, 0.5, case="a KL that needs gradients")
@@ -405,3 +433,43 @@ def check_free_bits_kl(student_fn: Callable) -> None:
     if not torch.allclose(kl.grad, torch.tensor([[0.0, 0.5], [0.0, 0.5]])):
         raise Mistake(f"the gradient is wrong: a layer below the floor should get none, a layer above it 1/B per image; "
                       f"got {kl.grad.tolist()}.")
+
+
+@checker("how far a stack of masked convolutions reads", "correct: each masked 3x3 layer reaches one row further "
+                                                         "up, so n layers read n rows above the pixel.", function=False)
+def check_reach_prediction(prediction: dict | Callable[[], dict]) -> None:
+    """Exercise 2.3b: `prediction` (or a function returning it) maps a number of masked 3x3 layers
+    (1, 2, 3; type A, then B) to the rows above pixel j that its logit can read. The truth is measured with the reference mask
+    (`demos.causal_reach`); the student's own measurement is in their notebook."""
+    from .demos import causal_reach, rows_above  # demos import this module's neighbours, not the other way
+
+    if callable(prediction):  # a function returning the prediction, as the exercise notebook writes it
+        prediction = call(prediction, case="your prediction")
+    if not isinstance(prediction, dict):
+        raise Mistake(f"give your prediction as a dict {{layers: rows above}}, e.g. {{1: 0, 2: 0, 3: 0}}; got "
+                      f"{type(prediction).__name__}.")
+    if sorted(prediction) != [1, 2, 3]:
+        raise Mistake(f"predict for 1, 2 and 3 layers: the keys must be 1, 2, 3, got {sorted(prediction)}.")
+    truth = {n: rows_above(causal_reach(ref.causal_mask, ("A",) + ("B",) * (n - 1))) for n in (1, 2, 3)}
+    said = {}
+    for n, value in prediction.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise Mistake(f"for {n} layers give a whole number of rows, got {value!r}.")
+        said[n] = int(value)
+    if said == truth:
+        return
+    if said == {n: 3 * n for n in truth}:
+        raise Mistake("a 3x3 kernel does not reach 3 rows up: its centre sits in the middle row, so it sees one "
+                      "row above (kernel_size // 2), and each layer adds that much.")
+    if said == {n: 2 * n for n in truth}:
+        raise Mistake("the mask hides every row below the centre: a 3x3 layer reaches 1 row up (not 2), and each "
+                      "layer adds one.")
+    if said == {n: n - 1 for n in truth}:
+        raise Mistake("the first (type A) layer also reads the row above: it hides only the centre and what comes "
+                      "after it, so one layer already reaches one row up.")
+    if len(set(said.values())) == 1:
+        raise Mistake("the reach grows with depth: layer 2 reads the features of layer 1, which already saw one "
+                      "row up, and reaches one row further.")
+    wrong = [n for n in truth if said[n] != truth[n]]
+    raise Mistake(f"for {', '.join(map(str, wrong))} layer(s) the logit reads "
+                  f"{', '.join(str(truth[n]) for n in wrong)} row(s) above; run your measurement below and count.")

@@ -6,6 +6,8 @@
   (exercise 4.1) in place of the kit's.
 - `recipe_challenge(changes)`: the open exercise 4.2: does a change of the training recipe lift the
   held-out ELBO of a small model by at least `min_gain` nats at the same budget?
+- `gradient_estimates`, `path_gradients`, `causal_reach`: the small experiments of exercises 1.1b,
+  2.1b and 2.3b, each run with the student's own function.
 - `ready(check, fn)`: a demonstration runs only once the student's function passes its check, so
   a notebook still runs from top to bottom while answers are unfinished.
 """
@@ -13,12 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..blocks import Branch
 from ..checkpoints import ModelConfig
 from ..config import get_preset
 from ..data import DataSplit, load_embedded_mnist
@@ -145,3 +150,68 @@ def ready(check: Callable[..., CheckResult], student_fn: Callable) -> bool:
         name = getattr(student_fn, "__name__", "function")
         print(f"Skipped: this uses your `{name}`, which does not pass its check yet ({result.message})")
     return result.passed
+
+
+def gradient_estimates(reparameterize: Callable, mean: float = 1.5, logvar: float = 0.0, n_samples: int = 10,
+                       n_repeats: int = 500, seed: int = 0) -> dict[str, Tensor]:
+    """Exercise 1.1b: `n_repeats` estimates of d/dmean E[z^2], z ~ N(mean, exp(logvar)), each from
+    `n_samples` draws, by two routes: "pathwise" (backpropagation through the student's
+    `reparameterize`) and "score function" (REINFORCE: z^2 * d/dmean log q(z), which needs no
+    gradient through z). The exact value is 2 * mean. Returns {route: (n_repeats,) estimates}."""
+    generator = torch.Generator().manual_seed(seed)
+    eps = torch.randn(n_repeats, n_samples, generator=generator)
+    m = torch.full((n_repeats, n_samples), float(mean), requires_grad=True)
+    lv = torch.full((n_repeats, n_samples), float(logvar))
+    z = reparameterize(m, lv, eps)
+    (z ** 2).mean(1).sum().backward()  # each row is one estimate; rows do not interact
+    pathwise = m.grad.sum(1)
+    with torch.no_grad():
+        z = mean + math.exp(logvar / 2) * eps  # the same draws, no gradient through them
+        score = (z ** 2 * (z - mean) / math.exp(logvar)).mean(1)  # z^2 * d/dmean log N(z; mean, var)
+    return {"pathwise": pathwise.detach(), "score function": score}
+
+
+def path_gradients(top_down_update: Callable, depth: int = 10, out_scale: float = 0.1, width: int = 8,
+                   channels: int = 2, seed: int = 0) -> list[float]:
+    """Exercise 2.1b: how much of a change in the top state h_0 still reaches the state after d
+    layers of `top_down_update(h, z, g)`, for d = 1..depth, at initialisation (random branches g
+    built like the kit's, the last conv scaled by `out_scale`, and random z). Returns, per depth,
+    |d <v, h_d> / d h_0| / |v| for a fixed random direction v: about 1 when the path carries h_0
+    through unchanged, near 0 when it is lost."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        branches = [Branch(width + channels, width, width, out_scale=out_scale) for _ in range(depth)]
+    h0 = torch.randn(1, width, 7, 7, generator=generator, requires_grad=True)
+    zs = [torch.randn(1, channels, 7, 7, generator=generator) for _ in range(depth)]
+    direction = torch.randn(1, width, 7, 7, generator=generator)
+    ratios, h = [], h0
+    for g, z in zip(branches, zs):
+        h = top_down_update(h, z, g)
+        (grad,) = torch.autograd.grad((h * direction).sum(), h0, retain_graph=True, allow_unused=True)
+        ratios.append(0.0 if grad is None else (grad.norm() / direction.norm()).item())
+    return ratios
+
+
+def causal_reach(causal_mask: Callable, mask_types: Sequence[str] = ("A", "B", "B"), kernel_size: int = 3,
+                 size: int = 15, seed: int = 0) -> Tensor:
+    """Exercise 2.3b: which input pixels the centre output of a stack of masked convolutions reads,
+    the masks coming from the student's `causal_mask(kernel_size, type)`, one layer per entry of
+    `mask_types` (random weights, one channel). Returns a (size, size) boolean map."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        convs = [nn.Conv2d(1, 1, kernel_size, padding=kernel_size // 2) for _ in mask_types]
+    masks = [torch.as_tensor(causal_mask(kernel_size, kind), dtype=torch.float32) for kind in mask_types]
+    x = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(seed), requires_grad=True)
+    h = x
+    for conv, mask in zip(convs, masks):
+        h = torch.tanh(F.conv2d(h, conv.weight * mask, conv.bias, padding=kernel_size // 2))
+    centre = size // 2
+    h[0, 0, centre, centre].backward()
+    return x.grad[0, 0] != 0
+
+
+def rows_above(reach: Tensor) -> int:
+    """How many rows above the centre a reach map (`causal_reach`) touches."""
+    rows = reach.any(1).nonzero().flatten()
+    return 0 if len(rows) == 0 else max(0, reach.shape[0] // 2 - int(rows.min()))

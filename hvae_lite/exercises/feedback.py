@@ -39,16 +39,17 @@ class Diagnosis:
     hint: str
 
 
-def checker(exercise: str, success: str) -> Callable:
+def checker(exercise: str, success: str, *, function: bool = True) -> Callable:
     """Turn `body(student_fn)` (which raises `Mistake` on the first problem) into a safe checker.
 
-    The checker returns a CheckResult and prints it unless `quiet=True`.
+    The checker returns a CheckResult and prints it unless `quiet=True`. function=False: it checks
+    a value the student wrote (e.g. a prediction), not a function.
     """
     def wrap(body: Callable[[Callable], None]) -> Callable[..., CheckResult]:
         @functools.wraps(body)
         def check(student_fn: Callable, quiet: bool = False) -> CheckResult:
             try:
-                if not callable(student_fn):
+                if function and not callable(student_fn):
                     raise Mistake(f"pass your function itself, e.g. check(my_function) without (); got "
                                   f"{repr(student_fn)[:40]}, which is not a function.")
                 with torch.random.fork_rng(devices=[]):  # the checks draw random inputs; keep the student's RNG state
@@ -125,8 +126,31 @@ def expect_close(got: Any, want: Tensor, case: str, *, what: str = "your result"
     property_hint = explain(got) if explain is not None else None
     if property_hint:
         raise Mistake(f"{what} is wrong for {case}: {property_hint}")
+    pattern = _pattern(got, want)
+    if pattern:
+        raise Mistake(f"{what} is wrong for {case}: {pattern}")
     error = (got - want).abs()
     index = tuple(int(i) for i in torch.unravel_index(error.argmax(), error.shape))
     where = f" at index {index}" if index else ""
     raise Mistake(f"{what} is wrong for {case}: expected {want[index].item():.6g}{where}, "
                   f"got {got[index].item():.6g}.")
+
+
+def _pattern(got: Tensor, want: Tensor) -> str | None:
+    """A wrong answer no diagnosis names, but whose error has a shape: the same factor or the same
+    offset everywhere (e.g. a mean where a sum belongs, a constant left out)."""
+    if got.numel() < 2 or not torch.isfinite(want).all():
+        return None
+    scale = want.abs().max().item() or 1.0
+    offset = got - want
+    if offset.abs().max() > 1e-4 * scale and (offset - offset.mean()).abs().max() < 1e-4 * scale:
+        return (f"every value is off by the same amount ({offset.mean().item():+.4g}): a constant term is "
+                "missing or extra, or the wrong constant was subtracted.")
+    nonzero = want.abs() > 1e-6 * scale
+    if nonzero.sum() >= 2:
+        ratio = got[nonzero] / want[nonzero]
+        r = ratio.mean().item()
+        if abs(r - 1) > 1e-3 and (ratio - r).abs().max() < 1e-4 * max(1.0, abs(r)):
+            return (f"every value is {r:.4g} times the expected one: a constant factor. Did you average where "
+                    "the formula sums (or sum where it averages), or drop or add a factor such as 1/2?")
+    return None
