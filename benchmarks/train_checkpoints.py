@@ -2,13 +2,17 @@
 
     PYTHONPATH=. python benchmarks/train_checkpoints.py [--names matryoshka mixture] [--retrain] [--threads 1]
     PYTHONPATH=. python benchmarks/train_checkpoints.py --judge     # the digit judge
+    PYTHONPATH=. python benchmarks/train_checkpoints.py --names photos photos-ar photos-control photos-imputation \
+        --threads 1 --busy "..."                                     # the natural-image models
 
 Each model is trained by `python -m hvae_lite train ...` (the recipe in hvae_lite.recipes.RECIPES)
 into runs/checkpoints/<name>.pt (full state, resumable); a finished run there is reused unless
 --retrain. A fine-tune (a recipe with a `base`) needs its base's run first: ask for both, base
 first. Then data/checkpoints/<name>.pt (weights only, float32: the EMA weights when the run kept
 them) and <name>.json (the manifest: command, config, split, seed, epochs, training time, held-out
-ELBO and KL per layer, sha256) are written. The full evaluation protocol is benchmarks/shipped.py.
+ELBO and KL per layer, sha256) are written. The full evaluation protocol is benchmarks/shipped.py
+(digits) and benchmarks/photos.py (natural images). The natural-image models are stored in float16
+(half the size; cast back to float32 on load), the digit models in float32.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import torch
 
 from common import heldout_metrics, machine, write_json
 from hvae_lite.checkpoints import Checkpoint, load_checkpoint, save_checkpoint, sha256_of
-from hvae_lite.data import load_mnist
+from hvae_lite.data import load_data, load_mnist
 from hvae_lite.judge import JudgeConfig, judge_images, train_judge
 from hvae_lite.paths import CHECKPOINT_DIR, CHECKPOINT_RUNS, REPO_ROOT
 from hvae_lite.pretrained import ship_checkpoint
@@ -63,12 +67,15 @@ def free_bits_floor(name: str) -> float:
     return max(recipe.train.free_bits, free_bits_floor(recipe.base) if recipe.base else 0.0)
 
 
-def ship(name: str, wall_clock: float | None, threads: int | None) -> dict:
+def ship(name: str, wall_clock: float | None, threads: int | None, busy: str | None = None) -> dict:
     recipe, run_path = RECIPES[name], REPO_ROOT / RUN_DIR / f"{name}.pt"
     out = CHECKPOINT_DIR / f"{name}.pt"
-    digest = ship_checkpoint(run_path, out, dtype=torch.float32)
+    dtype = torch.float16 if recipe.data == "photos" else torch.float32
+    digest = ship_checkpoint(run_path, out, dtype=dtype)
     shipped = load_checkpoint(out, expected_sha256=digest)
-    data = load_mnist("embedded", seed=0)
+    for key, value in shipped.model_state.items():  # evaluate what a user loads: float32 from the stored values
+        shipped.model_state[key] = value.float() if value.is_floating_point() else value
+    data = load_data(recipe.data, seed=0)
     floor = free_bits_floor(name)
     metrics = heldout_metrics(shipped.model(), data, k=0, free_bits_floor=floor)
     history = shipped.history
@@ -78,7 +85,7 @@ def ship(name: str, wall_clock: float | None, threads: int | None) -> dict:
         "name": name,
         "file": str(out.relative_to(REPO_ROOT)),
         "sha256": digest,
-        "storage": "model weights only (no optimiser state), float32"
+        "storage": f"model weights only (no optimiser state), {str(dtype).removeprefix('torch.')}"
                    + ("; the exponential moving average of the weights" if recipe.train.ema_decay else ""),
         "command": shlex.join(recipe.command(RUN_DIR / f"{name}.pt")),
         "ship_command": f"python benchmarks/train_checkpoints.py --names {name}"
@@ -89,8 +96,10 @@ def ship(name: str, wall_clock: float | None, threads: int | None) -> dict:
         "base": recipe.base,
         "config": shipped.config.to_dict(),
         "train_config": shipped.train_config,
-        "data": {"source": "embedded", "split_seed": 0, "n_train": len(data.train_images),
-                 "n_test": len(data.test_images), "binarisation": "dynamic in training; fixed (seed 0) held out"},
+        "data": {"source": recipe.data, "split_seed": data.split_seed, "n_train": len(data.train_images),
+                 "n_test": len(data.test_images),
+                 **({"binarisation": "dynamic in training; fixed (seed 0) held out"} if shipped.config.likelihood == "bernoulli"
+                    else {"pixels": "8-bit levels as they are (no binarisation)"})},
         "seed": shipped.train_config["seed"],
         "epochs": shipped.epoch,
         "parameters": sum(v.numel() for v in shipped.model_state.values()),
@@ -100,6 +109,7 @@ def ship(name: str, wall_clock: float | None, threads: int | None) -> dict:
         "wall_clock_note": "measured around the CLI (the last call, if it resumed an interrupted run)"
                            if wall_clock is not None else "sum of the epochs' training time (the run was reused)",
         "machine": machine(),
+        "machine_busy": busy or "not recorded",
         "heldout": metrics,
         "history": [{key: r[key] for key in ("epoch", "elbo", "test_elbo", "test_kl", "kl", "free_bits", "seconds",
                                             "images_per_s") if key in r}
@@ -154,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--judge", action="store_true", help="train and ship the digit judge (only)")
     parser.add_argument("--retrain", action="store_true", help="train even if a finished run exists")
     parser.add_argument("--threads", type=int, help="torch threads for training and evaluation (default: torch's)")
+    parser.add_argument("--busy", help="what else ran on the machine meanwhile, for the manifest (e.g. 'shared: 2 "
+                                       "other training runs on 2 cores')")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -161,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         ship_judge(args.threads)
         return
     for name in args.names:
-        ship(name, train(name, args.retrain, args.threads), args.threads)
+        ship(name, train(name, args.retrain, args.threads), args.threads, args.busy)
 
 
 if __name__ == "__main__":

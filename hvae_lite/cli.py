@@ -79,8 +79,9 @@ def _add_train_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None
                             "jobs); continue with --resume")
     train.add_argument("--limit-train", type=int, default=None, metavar="N",
                        help="train on the first N training images only (default: all), for quick trials")
-    for name, kind in [("epochs", int), ("batch_size", int), ("lr", float), ("warmup_epochs", float),
-                       ("free_bits", float), ("free_bits_end_epoch", float), ("top_free_bits", float), ("ema_decay", float),
+    for name, kind in [("epochs", int), ("batch_size", int), ("lr", float), ("lr_warmup_steps", int),
+                       ("warmup_epochs", float), ("free_bits", float), ("free_bits_end_epoch", float),
+                       ("top_free_bits", float), ("ema_decay", float),
                        ("grad_clip", float), ("seed", int), ("device", str), ("init_from", str), ("new_lr", float),
                        ("mixture_init_epoch", int)]:
         train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
