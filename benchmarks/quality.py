@@ -50,7 +50,9 @@ def shipped_metrics(config: ModelConfig, train_config: TrainConfig, k: int, n_iw
         if not path.is_file():
             continue
         manifest = json.loads(path.read_text())
-        same_recipe = dict(manifest["train_config"], device=None) == dict(train_config.to_dict(), device=None)
+        # from_dict fills in settings added since the manifest was written, at their defaults
+        same_recipe = (dict(TrainConfig.from_dict(manifest["train_config"]).to_dict(), device=None)
+                       == dict(train_config.to_dict(), device=None))
         same_eval = (manifest["heldout"]["iwae_k"], manifest["heldout"]["n_iwae_images"]) == (k, n_iwae)
         try:  # from_dict fills in fields added since the manifest was written
             same_config = type(config).from_dict(manifest["config"]) == config

@@ -235,10 +235,29 @@ def ar_head_table() -> str:
     return results.ar_head_table(_load("ar_head.json"))
 
 
+def _photos() -> dict[str, Any]:
+    photos = _load("photos.json")
+    if not photos.get("models") or photos["protocol"].get("quick"):
+        raise NotMeasured("photos.json (with the shipped colour models)")
+    return photos
+
+
+def photos_table() -> str:
+    return results.photos_table(_photos())
+
+
+def photos_imputation_table() -> str:
+    photos = _photos()
+    if not photos["imputation"]:
+        raise NotMeasured("photos.json (its imputation rows)")
+    return results.photos_imputation_table(photos)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "targets": targets_table, "quality": quality_table, "speed": speed_table,
     "models": models_table, "paired": paired_table, "kl": kl_table, "judge": judge_table,
     "mixture": mixture_table, "imputation": imputation_table, "ar_head": ar_head_table,
+    "photos": photos_table, "photos_imputation": photos_imputation_table,
 }
 BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 

@@ -25,12 +25,17 @@ from .data import load_mnist
 from .judge import DigitJudge, train_judge
 from .priors import with_fitted_prior_checkpoint
 from .recipes import CHECKPOINT_NAMES, Recipe, check_name, fast_mode, recipe_data, recipe_for
+from .config import TrainConfig
+from .errors import ConfigError
 from .train import Trainer
 
 
 def _same_recipe(checkpoint: Checkpoint, recipe: Recipe) -> bool:
     """Does a cached run belong to this recipe? (the device it ran on does not matter)"""
-    cached = dict(checkpoint.train_config, device=None)
+    try:  # from_dict fills in settings added since the run was cached, at their defaults
+        cached = dict(TrainConfig.from_dict(checkpoint.train_config).to_dict(), device=None)
+    except (ConfigError, TypeError):
+        return False
     wanted = dict(recipe.train.to_dict(), device=None)
     return checkpoint.config == recipe.config and cached == wanted
 

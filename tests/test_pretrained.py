@@ -10,7 +10,7 @@ from hvae_lite.data import load_mnist
 from hvae_lite.evaluate import heldout_elbo
 from hvae_lite.paths import CHECKPOINT_DIR
 from hvae_lite.pretrained import load_or_train, ship_checkpoint
-from hvae_lite.recipes import CHECKPOINT_NAMES, FAST_RECIPES, RECIPES
+from hvae_lite.recipes import CHECKPOINT_NAMES, FAST_RECIPES, QUICK_RECIPES, RECIPES
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +59,10 @@ def test_a_fine_tune_starts_from_its_base(fast_run):
 @pytest.mark.parametrize("name", CHECKPOINT_NAMES)
 def test_every_fast_recipe_builds_its_kind_of_model(name):
     config = FAST_RECIPES[name].config
-    assert config.ar_layers > 0 if name == "matryoshka-ar" else config.ar_layers == 0
+    assert config.ar_layers > 0 if name in ("matryoshka-ar", "photos-ar") else config.ar_layers == 0
     assert (config.top_prior == "mixture") == (name == "mixture")
-    assert config.conditional == (name == "imputation")
+    assert config.conditional == (name in ("imputation", "photos-imputation"))
+    assert FAST_RECIPES[name].data == RECIPES[name].data == QUICK_RECIPES[name].data
     full = RECIPES[name].config
     assert (full.ar_layers > 0, full.top_prior, full.conditional) == (
         config.ar_layers > 0, config.top_prior, config.conditional)
