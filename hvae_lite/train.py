@@ -19,7 +19,7 @@ from .config import RESUME_SAFE, TrainConfig, check_device_name
 from .data import DataSplit, dynamic_binarize, iterate_minibatches, random_occlusion_mask
 from .errors import CheckpointError, ConfigError, InputError, TrainingDiverged
 from .evaluate import heldout_elbo
-from .objectives import free_bits_at, kl_balance_weights, kl_weight, training_loss
+from .objectives import free_bits_at, kl_balance_weights, kl_weight, lr_warmup_factor, training_loss
 from .priors import fit_mixture_to_encoder
 from .validate import check_images, check_int
 
@@ -228,25 +228,20 @@ class Trainer:
         return True
 
     def _optimizer_step(self) -> None:
-        """One Adamax step, its learning rate scaled by the warm-up factor during the first
-        lr_warmup_steps updates (the scheduled rate is put back after: the schedule never sees it)."""
-        factor = min(1.0, (self.step + 1) / self.train_config.lr_warmup_steps) if self.train_config.lr_warmup_steps else 1.0
+        """One Adamax step at the scheduled rate times the warm-up factor (the schedule never sees it)."""
         scheduled = [group["lr"] for group in self.optimizer.param_groups]
         for group in self.optimizer.param_groups:
-            group["lr"] *= factor
+            group["lr"] *= lr_warmup_factor(self.step, self.train_config.lr_warmup_steps)
         self.optimizer.step()
         for group, lr in zip(self.optimizer.param_groups, scheduled):
             group["lr"] = lr
 
     def _diverged(self, what: str) -> TrainingDiverged:
         """The error for a run that no longer trains, saying truly what was kept."""
-        if self.checkpoint_path is None:
-            kept = "No checkpoint path was given, so nothing was saved"
-        elif self.epoch > 0:
-            kept = f"The last good checkpoint is kept at {self.checkpoint_path} (epoch {self.epoch})"
-        else:
-            kept = (f"No checkpoint of this run was written (the first is written at the end of epoch 1); "
-                    f"nothing at {self.checkpoint_path} was changed")
+        kept = ("No checkpoint path was given, so nothing was saved" if self.checkpoint_path is None else
+                f"The last good checkpoint is kept at {self.checkpoint_path} (epoch {self.epoch})" if self.epoch else
+                f"No checkpoint of this run was written (the first is written at the end of epoch 1); nothing at "
+                f"{self.checkpoint_path} was changed")
         return TrainingDiverged(f"{what}. {kept}. Try a learning-rate warm-up (lr_warmup_steps, e.g. 500), a lower "
                                 "learning rate, a longer KL warm-up or amp=False")
 

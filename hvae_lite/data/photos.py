@@ -62,12 +62,14 @@ CACHE_NAME = f"photos-{PATCH_SIZE}px-v1.npz"
 def skimage_data_dir() -> Path:
     """The folder of the photographs inside the installed scikit-image (no download ever)."""
     try:
-        import skimage
-    except ImportError as error:
+        from importlib.resources import files
+
+        package = files("skimage")  # the installed package's folder, found without importing it
+    except (ImportError, ModuleNotFoundError, TypeError) as error:
         raise DataError("the photos data set is cut from photographs that ship with scikit-image, which is not "
-                        "installed: pip install 'scikit-image>=0.22' (or train on the digits: --data embedded)"
+                        "installed: pip install 'scikit-image>=0.26' (or train on the digits: --data embedded)"
                         ) from error
-    return Path(skimage.__file__).resolve().parent / "data"
+    return Path(str(package)) / "data"
 
 
 def _sha256(data: bytes) -> str:
