@@ -82,7 +82,8 @@ def _add_train_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None
     for name, kind in [("epochs", int), ("batch_size", int), ("lr", float), ("lr_warmup_steps", int),
                        ("warmup_epochs", float), ("free_bits", float), ("free_bits_end_epoch", float),
                        ("top_free_bits", float), ("ema_decay", float),
-                       ("grad_clip", float), ("seed", int), ("device", str), ("init_from", str), ("new_lr", float),
+                       ("grad_clip", float), ("skip_threshold", float), ("seed", int), ("device", str),
+                       ("init_from", str), ("new_lr", float),
                        ("mixture_init_epoch", int)]:
         train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
                            help=f"default {getattr(TrainConfig, name)}")

@@ -153,3 +153,21 @@ def test_photos_recipes_train_on_the_patches_and_say_so_on_the_command_line():
     assert ar.train == control.train and ar.base == control.base == "photos"  # the one difference is the head
     assert control.config == RECIPES["photos"].config and ar.config.ar_layers > 0
     assert RECIPES["photos-imputation"].base is None and RECIPES["photos-imputation"].config.conditional
+
+
+def test_the_command_line_trains_and_evaluates_on_the_photos(tmp_path, capsys):
+    from hvae_lite.__main__ import main
+    from hvae_lite.checkpoints import load_checkpoint
+
+    colour = ["--set", "image_size=32", "--set", "image_channels=3", "--set", "likelihood=logistic",
+              "--set", "latent_spec=8x1,16x1", "--set", "logistic_components=2"]
+    out = tmp_path / "run.pt"
+    assert main(["train", "--preset", "tiny", *colour, "--data", "photos", "--limit-train", "40", "--epochs", "1",
+                 "--batch-size", "20", "--lr-warmup-steps", "5", "--out", str(out), "--quiet"]) == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.data == {"source": "photos", "split_seed": None, "n_train": 40, "n_test": 827}
+    assert checkpoint.train_config["lr_warmup_steps"] == 5 and checkpoint.history[0]["skipped"] == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--k", "2", "--n-images", "4", "--quiet"]) == 0
+    metrics = __import__("json").loads(capsys.readouterr().out)
+    assert metrics["n_images"] == 4 and 0 < metrics["bits_per_dim"] < 9
