@@ -45,7 +45,7 @@ MODELS = ("photos", "photos-ar", "photos-control", "photos-imputation")
 SCORED = ("photos", "photos-ar", "photos-control")   # bits/dim of whole patches (the conditional model scores gaps)
 PAIRS = (("photos-ar", "photos-control"), ("photos-control", "photos"), ("photos-ar", "photos"))
 KINDS = ("center", "squares", "bottom", "right")     # occluded squares and halves
-BATCH = 100                                           # patches per imputation slice (bounded memory)
+BATCH, CHUNK = 50, 10                                 # imputation: 50 patches x 10 samples per forward pass
 
 
 def digest(name: str, quick: bool) -> str:
@@ -83,9 +83,10 @@ def imputation_kind(kind: str, conditional, unconditional, x: torch.Tensor, k: i
     routes = {"conditional": [], "iterative": []}
     for start in range(0, len(x), BATCH):
         rows = slice(start, start + BATCH)
-        routes["conditional"].append(missing_log_likelihood(conditional, x[rows], mask[rows], k=k, seed=0))
-        routes["iterative"].append(missing_log_likelihood(unconditional, x[rows], mask[rows], k=k, seed=0,
-                                                          log_px=log_px[rows]))
+        routes["conditional"].append(missing_log_likelihood(conditional, x[rows], mask[rows], k=k, chunk_size=CHUNK,
+                                                            seed=0))
+        routes["iterative"].append(missing_log_likelihood(unconditional, x[rows], mask[rows], k=k, chunk_size=CHUNK,
+                                                          seed=0, log_px=log_px[rows]))
     return {route: to_bits(-torch.cat(values).double(), missing).tolist() for route, values in routes.items()} | {
         "missing_subpixels": missing.mean().item()}
 
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = recipe_data(recipe_for("photos", fast=args.quick)) if args.quick else recipe_data(RECIPES["photos"])
     images = data.test_images
     prefix = "quick-" if args.quick else ""
+    if not args.quick:  # scores are keyed by the shipped files: fail now, not after training stand-ins
+        for name in MODELS:
+            read_manifest(name)
     checkpoints = {name: load_or_train(name, fast=args.quick, progress=False) for name in MODELS}
     models = {name: checkpoint.model() for name, checkpoint in checkpoints.items()}
     for name in args.models:
@@ -124,8 +128,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         def compute():
             nonlocal log_px
             if log_px is None:  # the same slices and seed as missing_log_likelihood's
-                log_px = torch.cat([full_log_likelihood(models["photos"], images[i:i + BATCH], k=imputation_k, seed=0)
-                                    for i in range(0, len(images), BATCH)])
+                log_px = torch.cat([full_log_likelihood(models["photos"], images[i:i + BATCH], k=imputation_k,
+                                                        chunk_size=CHUNK, seed=0) for i in range(0, len(images), BATCH)])
             return imputation_kind(kind, models["photos-imputation"], models["photos"], images, imputation_k, log_px)
         cached(args.cache / f"{prefix}impute-{kind}-k{imputation_k}.pt", pair_key, compute)
         print(f"imputation {kind}: scored", flush=True)
