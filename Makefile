@@ -37,11 +37,12 @@ report: $(STAMP)
 
 # The classroom app: the three explorers as a web page without code (Voila), on the shipped
 # checkpoints. Students on the same network: `make app APP_IP=0.0.0.0`, then http://<this machine>:8866/
+# The first start imputes every digit under every occlusion (a few minutes, once; cached in runs/app/);
+# idle kernels of vanished pages are culled and each kernel runs one thread (hvae_lite/app.py).
 APP_IP ?= 127.0.0.1
 APP_PORT ?= 8866
 app: $(STAMP)
-	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} MPLBACKEND=Agg $(PY) -m voila notebooks/app.ipynb \
-		--no-browser --Voila.ip=$(APP_IP) --port=$(APP_PORT)
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) -m hvae_lite.app --ip=$(APP_IP) --port=$(APP_PORT)
 
 # Re-execute every notebook in full mode, in place, so the committed outputs come from this code.
 notebooks: $(STAMP)

@@ -1,7 +1,6 @@
 """What the benchmark scripts share: the held-out metrics every model is scored with, and JSON output."""
 from __future__ import annotations
 
-import json
 import math
 import platform
 from pathlib import Path
@@ -9,6 +8,7 @@ from typing import Any, Callable
 
 import torch
 
+from hvae_lite import files
 from hvae_lite.checkpoints import Checkpoint, load_checkpoint
 from hvae_lite.paths import RESULTS_DIR
 from hvae_lite.data import DataSplit
@@ -60,9 +60,9 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "cuda": torch.cuda.is_available()}
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+def write_json(path: Path, payload: dict[str, Any], allow_shipped: bool = False) -> None:
+    """Atomically (hvae_lite.files); allow_shipped: a manifest in the shipped folder (make checkpoints)."""
+    files.write_json(path, payload, allow_shipped=allow_shipped)
     print(f"wrote {path}")
 
 

@@ -1,7 +1,7 @@
 """GPU throughput: training images/s, achieved TFLOP/s and peak GPU memory per preset.
 
-    PYTHONPATH=. python benchmarks/gpu.py [--presets matryoshka omniglot cifar10] [--batch-size 128]
-                                          [--steps 20] [--compile] [--json gpu.json]
+    PYTHONPATH=. .venv/bin/python benchmarks/gpu.py [--presets matryoshka omniglot cifar10] [--batch-size 128]
+                                                    [--steps 20] [--compile] [--json gpu.json]
 
 For each preset and each variant (fp32; bf16 autocast; bf16 + channels_last; with --compile,
 bf16 + torch.compile) it times full training steps (forward, backward, Adamax update) on random
@@ -19,16 +19,15 @@ Without a CUDA GPU it says so and exits 0.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from hvae_lite import files
 from hvae_lite.config import TrainConfig, get_preset
 from hvae_lite.model import HVAE
 from hvae_lite.objectives import training_loss
@@ -138,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'' if row['finite'] else ', LOSS NOT FINITE'})")
             torch.cuda.empty_cache()
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(device),
-                                               "torch": torch.__version__, "rows": rows}, indent=2) + "\n")
+        files.write_json(args.json, {"device": torch.cuda.get_device_name(device), "torch": torch.__version__,
+                                     "rows": rows})
         print(f"wrote {args.json}")
     return 0
 

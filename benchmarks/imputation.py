@@ -11,7 +11,11 @@ mask per digit), the conditional `imputation` model (the paper's route) against 
     of two lower bounds can err either way). `--k-check` measures both at k and 10 k on the first
     100 digits, which shows how far each moves when the bound tightens.
 (b) the digit judge's accuracy on the completed images (missing pixels filled with the model's
-    pixel probabilities), beside its accuracy on the occluded input and on the original digit.
+    pixel probabilities), beside its accuracy on the occluded input (holes black) and on the
+    original digit, and the ceiling: a classifier of the judge's architecture trained on occluded
+    training digits (grey holes, every kind), whose accuracy on the observed pixels alone is what
+    any completion can at best carry of the class. Accuracies come with binomial standard errors;
+    the two routes are compared per digit (paired), by the kit's verdict rule.
 Each kind is cached in runs/bench/imputation/ (keyed by both checkpoints' sha256), so two
 processes can take different kinds; every call assembles benchmarks/results/imputation.json.
 """
@@ -25,17 +29,18 @@ from typing import Any
 import torch
 
 from common import RESULTS_DIR, machine, write_json
-from hvae_lite.checkpoints import read_manifest
+from hvae_lite.checkpoints import Checkpoint, load_checkpoint, read_manifest, save_checkpoint
 from hvae_lite.data import MASK_KINDS, fixed_binarize, heldout_masks, load_mnist
 from hvae_lite.impute import full_log_likelihood, impute_conditional, impute_iterative, missing_log_likelihood
-from hvae_lite.judge import judge_images
+from hvae_lite.judge import judge_images, occluded, train_judge
 from hvae_lite.paths import BENCH_RUNS_DIR
 from hvae_lite.pretrained import load_judge, load_or_train
-from hvae_lite.results import mean_stderr, paired_difference
+from hvae_lite.results import compare_paired, mean_stderr, paired_difference
 
 CACHE = BENCH_RUNS_DIR / "imputation"
 N_STEPS = 10
 BATCH = 250
+JUDGE_EPOCHS = 30  # as the shipped judge
 
 
 def batched(fn, *tensors: torch.Tensor) -> torch.Tensor:
@@ -44,7 +49,27 @@ def batched(fn, *tensors: torch.Tensor) -> torch.Tensor:
     return torch.cat([fn(*(t[i:i + BATCH] for t in tensors)) for i in range(0, n, BATCH)])
 
 
-def score_kind(kind: str, models: dict, judge, x: torch.Tensor, labels: torch.Tensor, k: int,
+def occluded_judge(quick: bool, cache_dir: Path) -> torch.nn.Module:
+    """The ceiling's classifier: the judge's architecture trained on occluded training digits (cached)."""
+    path = cache_dir / f"{'quick-' if quick else ''}occluded-judge.pt"
+    if path.is_file():
+        return load_checkpoint(path).model()
+    data = load_mnist("embedded", seed=0)
+    n, epochs = (300, 1) if quick else (len(data.train_images), JUDGE_EPOCHS)
+    judge = train_judge(data.train_images[:n], data.train_labels[:n], epochs=epochs, seed=0, occlusions=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(Checkpoint(judge.config, judge.state_dict(), {"epochs": epochs, "seed": 0, "occlusions": True}), path)
+    return judge
+
+
+def _accuracy(judge, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    """The judge's accuracy and its SE, and the per-digit correctness (for paired comparisons)."""
+    verdict = judge_images(judge, images.clamp(0, 1), labels)
+    correct = (torch.tensor(verdict.predictions) == labels).double()
+    return {"accuracy": verdict.accuracy, "stderr": verdict.accuracy_stderr}, correct
+
+
+def score_kind(kind: str, models: dict, judge, ceiling_judge, x: torch.Tensor, labels: torch.Tensor, k: int,
                log_px: torch.Tensor) -> dict[str, Any]:
     """One occlusion kind: both routes' log p(missing | observed) and the judge on their completions.
     log_px: the default model's IWAE-k log p(x), per digit, computed once in BATCH-row slices."""
@@ -60,14 +85,22 @@ def score_kind(kind: str, models: dict, judge, x: torch.Tensor, labels: torch.Te
         "iterative": batched(lambda a, m: impute_iterative(unconditional, a, m, n_steps=N_STEPS, binary=False,
                                                            seed=0)[:, 0], x, mask),
     }
-    row = {"kind": kind, "missing_pixels": (1 - mask).sum().item() / x.shape[0],
-           "judge_original": judge_images(judge, x, labels).accuracy,
-           "judge_occluded": judge_images(judge, x * mask, labels).accuracy}
+    row = {"kind": kind, "missing_pixels": (1 - mask).sum().item() / x.shape[0]}
+    correct = {}
+    for name, images, by in (("original", x, judge), ("occluded", x * mask, judge),
+                             ("ceiling", occluded(x, mask), ceiling_judge),
+                             ("conditional", completed["conditional"], judge), ("iterative", completed["iterative"], judge)):
+        accuracy, correct[name] = _accuracy(by, images, labels)
+        row[f"judge_{name}"], row[f"judge_{name}_stderr"] = accuracy["accuracy"], accuracy["stderr"]
     for route in ("conditional", "iterative"):
         mean, se = mean_stderr(ll[route])
         row[f"{route}_log_lik"], row[f"{route}_log_lik_stderr"] = mean, se
-        row[f"judge_{route}"] = judge_images(judge, completed[route].clamp(0, 1), labels).accuracy
-    row["conditional_minus_iterative"], row["difference_stderr"] = paired_difference(ll["conditional"], ll["iterative"])
+    likelihood = compare_paired(ll["conditional"], ll["iterative"])
+    row["conditional_minus_iterative"], row["difference_stderr"] = likelihood.difference, likelihood.stderr
+    row["verdict"] = likelihood.word  # the conditional route against the iterative one
+    judged = compare_paired(correct["conditional"], correct["iterative"])
+    row["judge_conditional_minus_iterative"] = {"difference": judged.difference, "stderr": judged.stderr,
+                                                "verdict": judged.word}
     return row
 
 
@@ -101,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     models = {name: load_or_train(name, fast=args.quick, progress=False).model() for name in ("imputation", "matryoshka")}
     digest = "quick" if args.quick else "-".join(read_manifest(m)["sha256"][:12] for m in ("imputation", "matryoshka"))
     judge = load_judge(progress=False)
+    ceiling_judge = occluded_judge(args.quick, args.cache)
     prefix = "quick-" if args.quick else ""
     log_px = None
     for kind in args.kinds:
@@ -109,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         if log_px is None:  # the same slices and seed as missing_log_likelihood would use
             log_px = batched(lambda a: full_log_likelihood(models["matryoshka"], a, k=args.k, seed=0), x)
-        row = score_kind(kind, models, judge, x, labels, args.k, log_px)
+        row = score_kind(kind, models, judge, ceiling_judge, x, labels, args.k, log_px)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"digest": digest, "row": row}, path)
         print(f"{kind}: conditional {row['conditional_log_lik']:.2f}, iterative {row['iterative_log_lik']:.2f} nats "
@@ -130,7 +164,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "k": args.k, "iterative_steps": N_STEPS,
                            "conditional_log_lik": "IWAE-k lower bound on log p(x_missing | x_observed)",
                            "iterative_log_lik": "IWAE-k log p(x) - IWAE-k log p(x_observed), shared samples: an estimate",
-                           "judge": "accuracy of the digit judge against the true labels", "quick": args.quick},
+                           "judge": "accuracy of the digit judge against the true labels (binomial SE); completions "
+                                    "compared per digit (paired); ceiling: the judge's architecture trained on "
+                                    f"occluded training digits ({JUDGE_EPOCHS} epochs, grey holes, every kind)",
+                           "quick": args.quick},
               "rows": rows, "k_check": checks, "machine": machine()}
     write_json(args.out, result)
     return result

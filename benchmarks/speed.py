@@ -1,6 +1,6 @@
 """Speed: training, IWAE evaluation and sampling throughput, FLOPs, memory, and the kit's overhead.
 
-    PYTHONPATH=. python benchmarks/speed.py [--presets matryoshka matryoshka-ar matryoshka-64] [--reps 3] [--quick]
+    PYTHONPATH=. python benchmarks/speed.py [--presets matryoshka-32 matryoshka-ar matryoshka] [--reps 3] [--quick]
 
 For each preset: FLOPs per training image (torch.utils.flop_counter), training images/s in fp32
 and under bf16 autocast, each interleaved step by step with the same forward/backward written as
@@ -183,7 +183,7 @@ def what_helps(name: str, x: torch.Tensor, reps: int, k: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["matryoshka", "matryoshka-ar", "matryoshka-64"])
+    parser.add_argument("--presets", nargs="+", default=["matryoshka-32", "matryoshka-ar", "matryoshka"])
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--reps", type=int, default=3, help="timed steps per measurement (median reported)")
     parser.add_argument("--k", type=int, default=100, help="importance samples per image in the IWAE timing")

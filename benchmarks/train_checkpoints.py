@@ -3,20 +3,23 @@
     PYTHONPATH=. python benchmarks/train_checkpoints.py [--names matryoshka mixture] [--retrain] [--threads 1]
     PYTHONPATH=. python benchmarks/train_checkpoints.py --judge     # the digit judge
     PYTHONPATH=. python benchmarks/train_checkpoints.py --names photos photos-ar photos-control photos-imputation \
-        --threads 1 --busy "..."                                     # the natural-image models
+        --threads 1 --machine-note "..."                             # the natural-image models
 
 Each model is trained by `python -m hvae_lite train ...` (the recipe in hvae_lite.recipes.RECIPES)
 into runs/checkpoints/<name>.pt (full state, resumable); a finished run there is reused unless
 --retrain. A fine-tune (a recipe with a `base`) needs its base's run first: ask for both, base
-first. Then data/checkpoints/<name>.pt (weights only, float32: the EMA weights when the run kept
-them) and <name>.json (the manifest: command, config, split, seed, epochs, training time, held-out
-ELBO and KL per layer, sha256) are written. The full evaluation protocol is benchmarks/shipped.py
-(digits) and benchmarks/photos.py (natural images). The natural-image models are stored in float16
-(half the size; cast back to float32 on load), the digit models in float32.
+first. The study's models ("study-*") are the ablation study's seed-0 runs: with --from-study they
+are taken from benchmarks/ablations.py's run folder (after checking that each was trained with its
+recipe) instead of being trained again. Then data/checkpoints/<name>.pt (weights only, float16: the
+EMA weights when the run kept them; with the recipe's second stage, the top prior fitted to the
+training digits) and <name>.json (the manifest: command, config, split, seed, epochs, training time,
+held-out ELBO and KL per layer, sha256) are written. The full evaluation protocol is
+benchmarks/shipped.py (digits) and benchmarks/photos.py (natural images).
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import json
 import os
 import shlex
@@ -33,9 +36,11 @@ from hvae_lite.data import load_data, load_mnist
 from hvae_lite.judge import JudgeConfig, judge_images, train_judge
 from hvae_lite.paths import CHECKPOINT_DIR, CHECKPOINT_RUNS, REPO_ROOT
 from hvae_lite.pretrained import ship_checkpoint
+from hvae_lite.config import TrainConfig
 from hvae_lite.recipes import CHECKPOINT_NAMES, RECIPES
 
 RUN_DIR = Path(CHECKPOINT_RUNS)  # relative to the repository root, as in the manifest's command
+STORAGE = torch.float16  # half the bytes of float32; every number in a manifest is measured on the stored weights
 JUDGE_EPOCHS, JUDGE_SEED = 30, 0
 
 
@@ -61,21 +66,35 @@ def train(name: str, retrain: bool, threads: int | None) -> float | None:
     return time.perf_counter() - start
 
 
+def from_study(name: str) -> None:
+    """Copy the ablation study's seed-0 run of a study model to runs/checkpoints/<name>.pt, after
+    checking that it was trained with exactly the recipe (its starting checkpoint aside)."""
+    from ablations import run_path  # benchmarks/ablations.py: where the study keeps its runs
+
+    variant = name.removeprefix("study-")
+    source, recipe = run_path(variant, 0, quick=False), RECIPES[name]
+    run = load_checkpoint(source)
+    trained = TrainConfig.from_dict({**run.train_config, "init_from": recipe.train.init_from}).to_dict()
+    if run.config != recipe.config or trained != recipe.train.to_dict() or run.epoch < recipe.train.epochs:
+        raise SystemExit(f"{source} was not trained with the recipe of {name}: train it with --names {name}")
+    target = REPO_ROOT / RUN_DIR / f"{name}.pt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+
+
 def free_bits_floor(name: str) -> float:
     """The largest free-bits floor the model (and the model it started from) was trained with."""
     recipe = RECIPES[name]
     return max(recipe.train.free_bits, free_bits_floor(recipe.base) if recipe.base else 0.0)
 
 
-def ship(name: str, wall_clock: float | None, threads: int | None, busy: str | None = None) -> dict:
+def ship(name: str, wall_clock: float | None, threads: int | None, machine_note: str = "") -> dict:
     recipe, run_path = RECIPES[name], REPO_ROOT / RUN_DIR / f"{name}.pt"
     out = CHECKPOINT_DIR / f"{name}.pt"
-    dtype = torch.float16 if recipe.data == "photos" else torch.float32
-    digest = ship_checkpoint(run_path, out, dtype=dtype)
-    shipped = load_checkpoint(out, expected_sha256=digest)
-    for key, value in shipped.model_state.items():  # evaluate what a user loads: float32 from the stored values
-        shipped.model_state[key] = value.float() if value.is_floating_point() else value
     data = load_data(recipe.data, seed=0)
+    digest = ship_checkpoint(run_path, out, dtype=STORAGE, prior_images=data.train_images,
+                             prior_components=recipe.top_prior_components, seed=recipe.train.seed)
+    shipped = load_checkpoint(out, expected_sha256=digest)
     floor = free_bits_floor(name)
     metrics = heldout_metrics(shipped.model(), data, k=0, free_bits_floor=floor)
     history = shipped.history
@@ -85,9 +104,13 @@ def ship(name: str, wall_clock: float | None, threads: int | None, busy: str | N
         "name": name,
         "file": str(out.relative_to(REPO_ROOT)),
         "sha256": digest,
-        "storage": f"model weights only (no optimiser state), {str(dtype).removeprefix('torch.')}"
+        "storage": "model weights only (no optimiser state), float16"
                    + ("; the exponential moving average of the weights" if recipe.train.ema_decay else ""),
         "command": shlex.join(recipe.command(RUN_DIR / f"{name}.pt")),
+        "second_stage": (f"the top prior fitted to the {len(data.train_images)} training digits: a mixture of "
+                         f"{recipe.top_prior_components} full-covariance Gaussians by EM on 10 posterior samples "
+                         "per digit (hvae_lite.priors.with_fitted_prior_checkpoint)"
+                         if recipe.top_prior_components else None),
         "ship_command": f"python benchmarks/train_checkpoints.py --names {name}"
                         + (f" --threads {threads}" if threads else ""),
         "threads": threads or torch.get_num_threads(),
@@ -108,14 +131,13 @@ def ship(name: str, wall_clock: float | None, threads: int | None, busy: str | N
         "wall_clock_s": wall_clock if wall_clock is not None else own_seconds,
         "wall_clock_note": "measured around the CLI (the last call, if it resumed an interrupted run)"
                            if wall_clock is not None else "sum of the epochs' training time (the run was reused)",
-        "machine": machine(),
-        "machine_busy": busy or "not recorded",
+        "machine": {**machine(), "note": machine_note} if machine_note else machine(),
         "heldout": metrics,
         "history": [{key: r[key] for key in ("epoch", "elbo", "test_elbo", "test_kl", "kl", "free_bits", "seconds",
                                             "images_per_s") if key in r}
                     for r in history],
     }
-    write_json(CHECKPOINT_DIR / f"{name}.json", manifest)
+    write_json(CHECKPOINT_DIR / f"{name}.json", manifest, allow_shipped=True)
     print(f"{name}: held-out ELBO {metrics['elbo']:.2f}, layers in use {sum(metrics['in_use'])}/{len(metrics['in_use'])}, "
           f"{own_seconds / 60:.0f} min of training (+{base_seconds / 60:.0f} min for its base)")
     return manifest
@@ -136,7 +158,8 @@ def ship_judge(threads: int | None) -> dict:
     judge = train_judge(data.train_images, data.train_labels, epochs=JUDGE_EPOCHS, seed=JUDGE_SEED, config=config)
     seconds = time.perf_counter() - start
     out = CHECKPOINT_DIR / "judge.pt"
-    save_checkpoint(Checkpoint(config, judge.state_dict(), {"epochs": JUDGE_EPOCHS, "seed": JUDGE_SEED}), out)
+    save_checkpoint(Checkpoint(config, judge.state_dict(), {"epochs": JUDGE_EPOCHS, "seed": JUDGE_SEED}), out,
+                    allow_shipped=True)
     grey = judge_images(judge, data.test_images, data.test_labels)
     binary = judge_images(judge, torch.bernoulli(data.test_images, generator=torch.Generator().manual_seed(0)),
                           data.test_labels)
@@ -152,7 +175,7 @@ def ship_judge(threads: int | None) -> dict:
                     "confident_fraction_binarised": binary.confident_fraction,
                     "classifier_score_grey": grey.classifier_score},
     }
-    write_json(CHECKPOINT_DIR / "judge.json", manifest)
+    write_json(CHECKPOINT_DIR / "judge.json", manifest, allow_shipped=True)
     print(f"judge: held-out accuracy {grey.accuracy:.3f} (grey) / {binary.accuracy:.3f} (binarised), "
           f"confident on {grey.confident_fraction:.3f} of real held-out digits, {seconds / 60:.1f} min")
     return manifest
@@ -164,8 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--judge", action="store_true", help="train and ship the digit judge (only)")
     parser.add_argument("--retrain", action="store_true", help="train even if a finished run exists")
     parser.add_argument("--threads", type=int, help="torch threads for training and evaluation (default: torch's)")
-    parser.add_argument("--busy", help="what else ran on the machine meanwhile, for the manifest (e.g. 'shared: 2 "
-                                       "other training runs on 2 cores')")
+    parser.add_argument("--from-study", action="store_true",
+                        help="take the study-* models from the ablation study's runs instead of training them")
+    parser.add_argument("--machine-note", default="", help="how busy the machine was (written into the manifest)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -173,7 +197,9 @@ def main(argv: list[str] | None = None) -> None:
         ship_judge(args.threads)
         return
     for name in args.names:
-        ship(name, train(name, args.retrain, args.threads), args.threads, args.busy)
+        if args.from_study and name.startswith("study-"):
+            from_study(name)
+        ship(name, train(name, args.retrain, args.threads), args.threads, args.machine_note)
 
 
 if __name__ == "__main__":

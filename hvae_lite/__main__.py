@@ -5,24 +5,26 @@ The parser and the value readers live in cli.py; the commands are here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
-import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import distributed
+from . import distributed, files
 from .checkpoints import Checkpoint, load_checkpoint
 from .cli import build_parser, parse_overrides, parse_value
 from .config import RESUME_SAFE, TrainConfig, get_preset
 from .data import load_data
 from .errors import CheckpointError, ConfigError, HVAELiteError, InputError
 from .evaluate import evaluate
-from .train import Trainer, resolve_device
-from .validate import check_int, check_temperature
+from .pretrained import open_checkpoint, shipped_path
+from .train import Trainer
+from .validate import check_int, check_seed, check_temperature, resolve_device
 
 MAX_GRID = 4096  # `sample` draws one picture: beyond this the digits are too small to see
 
@@ -35,15 +37,36 @@ def _given_train_fields(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in _TRAIN_FIELDS and v is not None}
 
 
-def _check_writable(out: Path) -> None:
-    """Fail before training, not after the first epoch, when the checkpoint cannot be written."""
-    if out.is_dir():
-        raise CheckpointError(f"--out {out} is a folder; give a file name, e.g. {out / 'run.pt'}")
-    folder = out.parent
-    while not folder.exists():  # the save creates missing folders: the first existing one decides
-        folder = folder.parent
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise CheckpointError(f"cannot write {out}: the folder {folder} is not writable; choose another --out")
+# The kinds of model `evaluate` and `sample` work with (the digit judge is a classifier).
+GENERATIVE = ("HVAEConfig", "MLPVAEConfig")
+
+
+def _generative_model(path: str, command: str) -> Checkpoint:
+    """The checkpoint at `path` (verified when shipped), refused when it holds no generative model."""
+    checkpoint = open_checkpoint(path)
+    kind = type(checkpoint.config).__name__
+    if kind not in GENERATIVE:
+        what = "the digit judge (a classifier that scores samples)" if kind == "JudgeConfig" else f"a {kind} model"
+        raise CheckpointError(f"{path} holds {what}, not a generative model: `{command}` takes a checkpoint written by "
+                              "`python -m hvae_lite train` (or a shipped model such as data/checkpoints/matryoshka.pt)")
+    return checkpoint
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path, dist: distributed.DistContext) -> Iterator[None]:
+    """One training per --out: rank 0 holds the output's lock for the whole run and tells the
+    other ranks whether it got it, so a refused job stops on every rank."""
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if dist.is_main:
+            try:
+                stack.enter_context(files.output_lock(out, error=CheckpointError))
+            except CheckpointError as error:
+                refusal = str(error)
+        refusal = dist.from_main(refusal)
+        if refusal is not None:
+            raise CheckpointError(refusal)
+        yield
 
 
 def _data_for(source: str, split_seed: int, n_train: int | None, n_test: int | None = None,
@@ -109,48 +132,69 @@ def _resume(args: argparse.Namespace, out: Path, dist: distributed.DistContext) 
     return Trainer.resume(out, data, epochs=epochs, changes=changes, progress=not args.quiet)
 
 
-def _start(args: argparse.Namespace, out: Path, dist: distributed.DistContext) -> Trainer:
-    """A new run; every setting is checked before the data is loaded or anything is written."""
-    if out.exists() and not args.overwrite and dist.is_main:
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    if out.is_file() and not overwrite:  # every rank sees the same file, so every rank stops
         raise CheckpointError(f"{out} already exists; --resume continues that run, --overwrite replaces it, "
                               "or choose another --out")
+
+
+def _start(args: argparse.Namespace, out: Path, dist: distributed.DistContext) -> Trainer:
+    """A new run; every setting is checked before the data is loaded or anything is written."""
+    _refuse_existing(out, args.overwrite)  # again, now that this process holds the lock
+    if args.seed is not None:
+        check_seed(args.seed, "--seed", error=ConfigError)
     config = get_preset(args.preset or "matryoshka", **parse_overrides(args.set))
+    if args.init_from:  # a shipped model's name stands for its file
+        args.init_from = shipped_path(args.init_from)
     train_config = TrainConfig(**_given_train_fields(args))
     resolve_device(train_config.device)
     if args.limit_train is not None:
         check_int(args.limit_train, "--limit-train", minimum=1)
     if train_config.init_from:
-        load_checkpoint(train_config.init_from)  # a wrong path fails now, not after loading the data
-    _check_writable(out)
+        open_checkpoint(train_config.init_from)  # a wrong path fails now, not after loading the data
     data = _data_for(args.data or "embedded", args.split_seed or 0, args.limit_train, dist=dist)
     return Trainer(config, train_config, data, checkpoint_path=out, progress=not args.quiet)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) a run; under torchrun, on every rank with DistributedDataParallel."""
+    if args.stop_after is not None:
+        check_int(args.stop_after, "--stop-after", minimum=1, error=ConfigError)
     dist = distributed.init_from_environment(resolve_device(args.device or TrainConfig.device))
     try:
-        return _train(args, dist)
+        with distributed.stop_on_sigterm() as stop:
+            return _train(args, dist, stop)
     finally:
         distributed.shutdown()
 
 
-def _train(args: argparse.Namespace, dist: distributed.DistContext) -> int:
+def _train(args: argparse.Namespace, dist: distributed.DistContext, stop: distributed.StopSignal) -> int:
     say = print if dist.is_main else (lambda *a, **k: None)  # one rank speaks for all
     out = Path(args.out)
-    trainer = _resume(args, out, dist) if args.resume else _start(args, out, dist)
-    ranks = f" x {dist.world_size} ranks (batch {trainer.train_config.batch_size} each)" if dist.enabled else ""
-    say(f"training {out if args.resume else args.preset or 'matryoshka'} on {trainer.device}{ranks} "
-        f"({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f} M parameters, "
-        f"{trainer.config.n_latent_layers} latent layers) -> {out}")
-    if trainer.init_note:
-        say(trainer.init_note)
-    history = trainer.fit(until_epoch=args.stop_after)
+    if not args.resume:
+        _refuse_existing(out, args.overwrite)
+    # Before the lock (which creates the folder): a folder, a shipped file, another kind of file.
+    files.check_target(out, "checkpoint", error=CheckpointError)
+    with _run_lock(out, dist):
+        trainer = _resume(args, out, dist) if args.resume else _start(args, out, dist)
+        ranks = f" x {dist.world_size} ranks (batch {trainer.train_config.batch_size} each)" if dist.enabled else ""
+        say(f"training {out if args.resume else args.preset or 'matryoshka'} on {trainer.device}{ranks} "
+            f"({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f} M parameters, "
+            f"{trainer.config.n_latent_layers} latent layers) -> {out}")
+        if trainer.init_note:
+            say(trainer.init_note)
+        history = trainer.fit(until_epoch=args.stop_after)
     if history:
         last = history[-1]
         say(f"epoch {last['epoch']}: train ELBO {last['elbo']:.2f}, held-out ELBO {last['test_elbo']:.2f} nats, "
             f"{last['images_per_s']:.0f} images/s{' in all' if dist.enabled else ''}")
-    return 130 if trainer.interrupted else 0
+    if not trainer.interrupted:
+        return 0
+    if dist.is_main:
+        kept = f"{out} holds epoch {trainer.epoch}" if trainer.epoch else "nothing was saved (no epoch finished)"
+        print(f"stopped by {stop.name or 'Ctrl-C'}: {kept}; continue with python -m hvae_lite train --resume "
+              f"--out {out}", file=sys.stderr)
+    return stop.exit_code
 
 
 def _heldout_images(args: argparse.Namespace, checkpoint: Checkpoint) -> torch.Tensor:
@@ -168,20 +212,30 @@ def _heldout_images(args: argparse.Namespace, checkpoint: Checkpoint) -> torch.T
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    for name, value in (("--k", args.k), ("--n-images", args.n_images), ("--seed", args.seed)):
+    for name, value in (("--k", args.k), ("--n-images", args.n_images), ("--batch-size", args.batch_size),
+                        ("--chunk", args.chunk)):
         if value is not None:
-            check_int(value, name, minimum=0 if name == "--seed" else 1)
-    if args.json and Path(args.json).is_dir():
-        raise InputError(f"--json {args.json} is a folder; give a file name, e.g. {Path(args.json) / 'metrics.json'}")
+            check_int(value, name, minimum=1)
+    check_seed(args.seed, "--seed")
+    # The output is checked before minutes of work: never a folder, a shipped file or another kind of file.
+    target = files.check_target(args.json, "json") if args.json else None
     device = resolve_device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint)
+    checkpoint = _generative_model(args.checkpoint, "evaluate")
     images = _heldout_images(args, checkpoint)
-    metrics = evaluate(checkpoint.model(device), images, k=args.k, seed=args.seed, progress=not args.quiet)
-    text = json.dumps(metrics, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+    with files.output_lock(target) if target else contextlib.nullcontext():
+        try:
+            metrics = evaluate(checkpoint.model(device), images, k=args.k, batch_size=args.batch_size,
+                               chunk_size=args.chunk, seed=args.seed, progress=not args.quiet)
+        except torch.OutOfMemoryError:
+            raise InputError(f"evaluation ran out of {device.type} memory with forward passes of {args.batch_size} "
+                             f"images x {args.chunk} importance samples; give a smaller --batch-size or --chunk") from None
+        if bad := files.non_finite(metrics):
+            raise CheckpointError(f"{args.checkpoint} gives non-finite metrics ({', '.join(bad[:4])} NaN or infinite): "
+                                  "its weights are broken (e.g. huge or NaN values); retrain it or restore it")
+        text = json.dumps(metrics, indent=2, allow_nan=False)
+        print(text)
+        if target:
+            files.write_json(target, metrics)
     return 0
 
 
@@ -192,28 +246,44 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     check_int(args.n, "--n (images in one picture)", minimum=1, maximum=MAX_GRID)
     check_temperature(args.temperature, "--temperature")
+    check_seed(args.seed, "--seed")
     kinds = Figure().canvas.get_supported_filetypes()
     if Path(args.out).suffix.lstrip(".").lower() not in kinds:
         raise InputError(f"--out {args.out}: unknown image type; end the name with one of "
                          f"{', '.join('.' + k for k in sorted(kinds))}")
+    target = files.check_target(args.out, "image")
     device = resolve_device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint)
-    model = checkpoint.model(device)
-    torch.manual_seed(args.seed)
-    images = model.sample(args.n, temperature=args.temperature)
-    figure = image_grid(images.cpu(), title=f"{args.n} samples, temperature {args.temperature}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(args.out, dpi=120, bbox_inches="tight")
-    print(f"wrote {args.out}")
+    model = _generative_model(args.checkpoint, "sample").model(device)
+    with files.output_lock(target):
+        torch.manual_seed(args.seed)
+        images = model.sample(args.n, temperature=args.temperature)
+        if not torch.isfinite(images).all():
+            raise CheckpointError(f"{args.checkpoint} draws non-finite pixels (NaN or infinity): its weights are broken; "
+                                  "retrain it or restore it")
+        figure = image_grid(images.cpu(), title=f"{args.n} samples, temperature {args.temperature}")
+        files.save_figure(figure, target, dpi=120, bbox_inches="tight")
+    print(f"wrote {target}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .parameters import check_parameters
     from .report import run_report  # papermill and nbconvert only for this command
 
-    files = run_report(args.out, {name: parse_value(value) for name, value in args.parameter},
-                       progress=not args.quiet)
-    print(f"wrote {files.notebook} and {files.html}")
+    given: dict[str, Any] = {}
+    for name, value in args.parameter:
+        if name in given:
+            raise InputError(f"-p {name} is given twice; give each parameter once")
+        given[name] = parse_value(value)
+    check_parameters("report", partial=True, **given)  # before a kernel starts: the same checks as the notebook's
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; the report needs a folder (it writes report.ipynb and report.html)")
+    files.check_target(out / "report.ipynb", "notebook")
+    files.check_target(out / "report.html", "html")
+    with files.output_lock(out / "report.ipynb"):
+        written = run_report(out, given, progress=not args.quiet)
+    print(f"wrote {written.notebook} and {written.html}")
     return 0
 
 
@@ -224,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                          "report": cmd_report}).parse_args(argv)
     try:
         if getattr(args, "split_seed", None) is not None:
-            check_int(args.split_seed, "--split-seed", minimum=0)
+            check_seed(args.split_seed, "--split-seed")
         return args.func(args)
     except HVAELiteError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -2,21 +2,20 @@
 the manifests and checksums of the shipped ones; warm starts from another checkpoint's weights."""
 from __future__ import annotations
 
-import errno
 import hashlib
 import importlib
 import json
-import os
 import pickle
-import tempfile
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from . import paths
+from . import files, paths
 from .errors import CheckpointError, ConfigError, HVAELiteError
+from .validate import resolve_device
 
 __all__ = ["Checkpoint", "CheckpointError", "atomic_torch_save", "build_model", "load_checkpoint", "load_shipped",
            "read_manifest", "save_checkpoint", "sha256_of", "warm_start"]
@@ -66,11 +65,14 @@ class Checkpoint:
     rng_state: dict[str, torch.Tensor] | None = None
     ema_state: dict[str, torch.Tensor] | None = None              # AveragedModel state (EMA runs only)
     data: dict[str, Any] | None = None  # DataSplit.describe(): source, split_seed, n_train, n_test
+    world_size: int = 1  # processes (torchrun ranks) the run trained with: a resume needs as many
 
     def model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
-        """The network to evaluate: the EMA weights when the run kept them, else the raw weights."""
+        """The network to evaluate: the EMA weights when the run kept them, else the raw weights.
+        device: 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', which this machine must have."""
+        device = resolve_device(device)
         model = build_model(self.config)
-        model.load_state_dict(self.evaluation_state())
+        load_weights(model, self.evaluation_state(), "the checkpoint")
         return model.to(device).eval()
 
     def evaluation_state(self) -> dict[str, torch.Tensor]:
@@ -85,40 +87,38 @@ def sha256_of(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save into a temporary file beside `path`, then rename: a crash never leaves half a file.
-
-    Temporary files of earlier saves that were killed (`.NAME.*.tmp`) are removed first. An OS
-    error (read-only folder, full disk) becomes a CheckpointError; `path` is then untouched.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; give a file name for the checkpoint, e.g. {path / 'run.pt'}")
-    tmp = None
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """model.load_state_dict(state), or a CheckpointError that says in a few lines which tensors
+    are missing, unexpected or of another shape (torch lists every one of them)."""
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    resized = [f"{k} {tuple(state[k].shape)} instead of {tuple(v.shape)}" for k, v in own.items()
+               if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape]
+    if missing or unexpected or resized:
+        parts = [f"{len(items)} {what} (e.g. {', '.join(items[:2])})"
+                 for what, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", resized))
+                 if items]
+        raise CheckpointError(f"the weights of {source} do not fit the {type(model).__name__} its config describes: "
+                              f"{'; '.join(parts)} of {len(own)} tensors. The file was changed, or its config does "
+                              "not match its weights; retrain it or restore it")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a save that was killed
-            stale.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-                  errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-                  errno.EROFS: "the file system is read-only"}.get(error.errno, error.strerror or str(error))
-        kept = " (the previous file there is unchanged)" if path.exists() else ""
-        raise CheckpointError(f"cannot write {path}: {reason}{kept}; free some space or choose a writable "
-                              "folder") from error
-    finally:
-        if tmp is not None and Path(tmp).exists():
-            Path(tmp).unlink(missing_ok=True)
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as error:  # e.g. a value that is not a tensor
+        raise CheckpointError(f"the weights of {source} cannot be loaded into the model ({error}); "
+                              "retrain it or restore it") from None
 
 
-def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
-    """Write `checkpoint` as plain tensors, numbers, strings, lists and dicts."""
+def atomic_torch_save(obj: Any, path: str | Path, *, allow_shipped: bool = False) -> None:
+    """torch.save into a temporary file beside `path`, then rename (`files.write_atomic`): a crash
+    never leaves half a file, an OS error (read-only folder, full disk) is a CheckpointError and
+    leaves `path` untouched, and a file that is not a checkpoint, or a shipped one, is never replaced."""
+    files.write_atomic(path, lambda f: torch.save(obj, f), "checkpoint", allow_shipped=allow_shipped,
+                       error=CheckpointError)
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path, *, allow_shipped: bool = False) -> None:
+    """Write `checkpoint` as plain tensors, numbers, strings, lists and dicts (atomically; never
+    over a file of another kind, nor over a shipped file unless allow_shipped: `make checkpoints`)."""
     atomic_torch_save({
         "format_version": FORMAT_VERSION,
         "model_class": type(checkpoint.config).__name__,
@@ -133,16 +133,21 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
         "rng": checkpoint.rng_state,
         "ema": checkpoint.ema_state,
         "data": checkpoint.data,
-    }, path)
+        "world_size": checkpoint.world_size,
+    }, path, allow_shipped=allow_shipped)
 
 
 def load_checkpoint(path: str | Path, expected_sha256: str | None = None,
                     map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint safely (`weights_only=True`: no code from the file is ever run).
 
-    Raises CheckpointError with what went wrong and what to do about it.
+    A file in the shipped folder (`paths.CHECKPOINT_DIR`) is verified against the sha256 of its
+    manifest, wherever it is opened from (the command line, a warm start, a notebook), unless
+    `expected_sha256` is given. Raises CheckpointError with what went wrong and what to do.
     """
     path = Path(path)
+    if expected_sha256 is None and path.is_file() and path.resolve().parent == Path(paths.CHECKPOINT_DIR).resolve():
+        expected_sha256 = read_manifest(path.stem)["sha256"]
     if not path.is_file():
         fix = "give the checkpoint file inside it" if path.is_dir() else "train one (python -m hvae_lite train)"
         raise CheckpointError(f"no checkpoint at {path}{' (a folder)' if path.is_dir() else ''}: {fix} or check the path")
@@ -166,15 +171,58 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None,
     if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not an hvae_lite checkpoint of format {FORMAT_VERSION}")
     try:
+        _check_fields(raw)
         config_class = model_classes(raw["model_class"])[0]
         checkpoint = Checkpoint(
             config=config_class.from_dict(raw["config"]), model_state=raw["model"],
             train_config=raw["train_config"], history=raw["history"], epoch=raw["epoch"], step=raw["step"],
             optimizer_state=raw["optimizer"], scheduler_state=raw["scheduler"], rng_state=raw["rng"],
-            ema_state=raw.get("ema"), data=raw.get("data"))
+            ema_state=raw.get("ema"), data=raw.get("data"), world_size=raw.get("world_size", _ranks_of(raw["rng"])))
     except (KeyError, TypeError, ValueError, HVAELiteError) as error:
-        raise CheckpointError(f"{path} is missing or has a malformed field: {error}") from error
+        raise CheckpointError(f"{path} is missing or has a malformed field: {error}; retrain it or restore it") \
+            from error
     return checkpoint
+
+
+def _is_tensor_dict(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+# Each field of a checkpoint file: a test of its value and the words for what it should be.
+_FIELDS: dict[str, tuple[Any, str]] = {
+    "model_class": (lambda v: isinstance(v, str), "a string"),
+    "config": (lambda v: isinstance(v, dict), "a dict"),
+    "model": (_is_tensor_dict, "a dict of named tensors"),
+    "train_config": (lambda v: isinstance(v, dict), "a dict"),
+    "history": (lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v), "a list of dicts"),
+    "epoch": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
+    "step": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
+    "optimizer": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
+    "scheduler": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
+    "rng": (lambda v: v is None or _is_tensor_dict(v), "a dict of tensors or None"),
+    "ema": (lambda v: v is None or _is_tensor_dict(v), "a dict of named tensors or None"),
+    "data": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
+    "world_size": (lambda v: type(v) is int and v >= 1, "an integer >= 1"),
+}
+_OPTIONAL_FIELDS = ("ema", "data", "world_size")  # absent from older checkpoints
+
+
+def _check_fields(raw: dict[str, Any]) -> None:
+    """Every field present (but the optional ones) and of its type, or a TypeError naming it."""
+    for name, (valid, what) in _FIELDS.items():
+        if name not in raw:
+            if name in _OPTIONAL_FIELDS:
+                continue
+            raise TypeError(f"it has no field {name!r}")
+        if not valid(raw[name]):
+            raise TypeError(f"the field {name!r} must be {what}, got {type(raw[name]).__name__}")
+
+
+def _ranks_of(rng: dict[str, Any] | None) -> int:
+    """The number of processes of a run saved before checkpoints recorded it: rank r > 0 keeps its
+    random state under '<name>.rank<r>'."""
+    ranks = [int(m.group(1)) for k in (rng or {}) if (m := re.search(r"\.rank(\d+)$", k))]
+    return max(ranks, default=0) + 1
 
 
 _RESTORE = "restore it from the repository (git checkout -- FILE) or rebuild it with `make checkpoints`"
@@ -195,6 +243,11 @@ def read_manifest(name: str, checkpoint_dir: str | Path | None = None) -> dict[s
         raise CheckpointError(f"the manifest {path} is not valid JSON ({error}); {_RESTORE}") from error
     if not isinstance(manifest, dict) or "sha256" not in manifest:
         raise CheckpointError(f"the manifest {path} has no 'sha256' of its checkpoint; {_RESTORE}")
+    digest = manifest["sha256"]
+    if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        # A manifest without a real hash would let any file through: treated as unverified.
+        raise CheckpointError(f"the manifest {path} has no valid sha256 of its checkpoint (got {digest!r}), so the "
+                              f"checkpoint cannot be verified; {_RESTORE}")
     return manifest
 
 

@@ -10,6 +10,8 @@ from typing import Any, Callable
 from .config import PRESETS, HVAEConfig, TrainConfig
 from .data import DATA_SOURCES
 from .errors import ConfigError
+from .evaluate import EVAL_BATCH, EVAL_CHUNK
+from .recipes import CHECKPOINT_NAMES
 
 DESCRIPTION = "Command line: python -m hvae_lite train|evaluate|sample|report (the same models, no notebook needed)."
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -114,8 +116,13 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
 
     ev = sub.add_parser("evaluate", help="held-out ELBO, IWAE-k NLL, per-layer KL, active units")
     common(ev)
-    ev.add_argument("checkpoint")
+    ev.add_argument("checkpoint", help=f"a checkpoint file, or a shipped model's name ({', '.join(CHECKPOINT_NAMES)})")
     ev.add_argument("--k", type=int, default=1000, help="importance samples of the IWAE bound")
+    ev.add_argument("--batch-size", type=int, default=EVAL_BATCH, metavar="N",
+                    help=f"images per forward pass (default {EVAL_BATCH}); each pass holds N x CHUNK copies of an "
+                         "image: lower N or CHUNK if memory runs out, raise them on a large GPU")
+    ev.add_argument("--chunk", type=int, default=EVAL_CHUNK, metavar="CHUNK",
+                    help=f"importance samples per forward pass (default {EVAL_CHUNK})")
     ev.add_argument("--n-images", type=int, default=None, help="evaluate on the first N held-out images (default: all)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="auto")
@@ -123,7 +130,7 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
     ev.set_defaults(func=commands["evaluate"])
 
     sample = sub.add_parser("sample", help="draw samples from the prior into an image file")
-    sample.add_argument("checkpoint")
+    sample.add_argument("checkpoint", help=f"a checkpoint file, or a shipped model's name ({', '.join(CHECKPOINT_NAMES)})")
     sample.add_argument("--n", type=int, default=64)
     sample.add_argument("--temperature", type=float, default=1.0)
     sample.add_argument("--seed", type=int, default=0)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError
-from .validate import check_bool, check_float, check_int
+from .validate import check_bool, check_device_name, check_float, check_int, check_seed
 
 IMAGE_SIZE = 28  # the default image side (MNIST); every latent resolution must be image_size / 2**k
 
@@ -175,19 +175,23 @@ def depth_spec(n_layers: int) -> str:
 
 PRESETS: dict[str, HVAEConfig] = {
     # The kit's default: the author's MNIST hierarchy (32-d top vector, 5 latent maps at 7x7 + 5 at
-    # 14x14, 4 channels each) at width 32, a quarter of the author's FLOPs, so it trains on a CPU.
-    "matryoshka": HVAEConfig(width=32),
-    # The author's full width (64): about 4x the compute of the default.
-    "matryoshka-64": HVAEConfig(width=64),
-    # The default with a lightweight autoregressive head: one masked 3x3 conv, so each pixel sees
+    # 14x14, 4 channels each) at the author's width, 64.
+    "matryoshka": HVAEConfig(width=64),
+    # The same at width 32, a quarter of the FLOPs: the ablation study's full model and the
+    # 10-minute "train it yourself" recipe.
+    "matryoshka-32": HVAEConfig(width=32),
+    # matryoshka-32 with a lightweight autoregressive head: one masked 3x3 conv, so each pixel sees
     # only its 4 causal neighbours and the latents must still carry the shape.
     "matryoshka-ar": HVAEConfig(width=32, ar_layers=1, ar_kernel=3, ar_width=16),
-    # A mixture-of-Gaussians prior on a smaller (16-d) top vector: class structure without labels.
-    "mixture": HVAEConfig(width=32, top_prior="mixture", top_latent_dim=16),
-    "imputation": HVAEConfig(width=32, conditional=True),
-    # Ablations of the cpu preset (the notebooks and benchmarks compare them at equal budget).
-    "no-td-path": HVAEConfig(width=32, deterministic_path=False),
-    "no-merge": HVAEConfig(width=32, inference_merge=False),
+    # The default with a learned mixture of 10 full-covariance Gaussians as the top prior: class
+    # structure without labels.
+    "mixture": HVAEConfig(width=64, top_prior="mixture", mixture_covariance="full"),
+    # The default as a conditional model: the generator also sees the observed pixels and the mask.
+    "imputation": HVAEConfig(width=64, conditional=True),
+    # The ablations of matryoshka-32, widened to its number of parameters (within 1 %): without the
+    # deterministic top-down path (the naive stack) and without the inference merge.
+    "no-td-path": HVAEConfig(width=34, deterministic_path=False),
+    "no-merge": HVAEConfig(width=42, inference_merge=False),
     # The author's Omniglot shape: 3 latent maps at 7x7, 3 at 14x14, 5 at 28x28, 6 channels each.
     "omniglot": HVAEConfig(latent_spec="7x3,14x3,28x5", latent_channels=6),
     # CIFAR-10 (32x32 RGB, 8-bit pixels): 5 latent maps at 8x8, 5 at 16x16, 8 channels each, width 128,
@@ -262,6 +266,8 @@ class TrainConfig:
         check_float(self.skip_threshold, "skip_threshold", low=0.0, low_open=True, error=ConfigError)
         check_int(self.mixture_init_epoch, "mixture_init_epoch (-1: off)", minimum=-1, maximum=self.epochs - 1,
                   error=ConfigError)
+        for name in ("seed", "eval_seed"):
+            check_seed(getattr(self, name), name, error=ConfigError)
         check_device_name(self.device)
 
     def to_dict(self) -> dict[str, Any]:
@@ -278,16 +284,3 @@ class TrainConfig:
 # Settings a resumed run may change: they move the run elsewhere but do not change its numbers.
 RESUME_SAFE = ("device", "compile")
 
-_DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
-
-
-def check_device_name(name: str) -> None:
-    """A device name torch understands and the kit can train on (availability is checked when used)."""
-    if name == "auto":
-        return
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as error:
-        raise ConfigError(f"unknown device {name!r}; {_DEVICE_HINT}") from error
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device {name!r} is not one the kit trains on; {_DEVICE_HINT}")

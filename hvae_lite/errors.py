@@ -7,6 +7,7 @@ says what was given, what was expected and what to do.
     ├── DataError (ValueError)        a data file that is corrupt or not what it should be
     ├── DataDownloadError             a data file could not be fetched and verified
     ├── CheckpointError               a checkpoint missing, corrupt, unwritable or in the way
+    ├── OutputError                   an output file (JSON, image, report) that cannot or must not be written
     ├── TrainingDiverged              most updates of an epoch were not finite
     └── ReportError                   the report notebook failed
 
@@ -39,6 +40,11 @@ class DataDownloadError(HVAELiteError, RuntimeError):
 class CheckpointError(HVAELiteError, RuntimeError):
     """A checkpoint is missing, corrupt, of another format, fails its checksum, cannot be written,
     or would overwrite another run."""
+
+
+class OutputError(HVAELiteError, RuntimeError):
+    """An output file cannot be written (full disk, read-only folder, size limit), would replace a
+    file of another kind or a file the kit ships, or another process is writing it."""
 
 
 class TrainingDiverged(HVAELiteError, RuntimeError):

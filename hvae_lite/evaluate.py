@@ -109,6 +109,7 @@ def evaluate(model: HVAE, images: Tensor, k: int = 1000, batch_size: int = EVAL_
     error over examples, bits_per_dim (the IWAE NLL per sub-pixel, in bits: the usual unit for
     8-bit images), kl per layer, active units per layer.
     """
+    images = check_images(images, name="images", shape=model.config.image_shape)  # numpy arrays too
     scores = per_image_scores(model, images, k, batch_size, chunk_size, seed, progress)
     nll, nll_stderr = mean_stderr(scores["nll_iwae"])
     with seeded(seed, next(model.parameters()).device):

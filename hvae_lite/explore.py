@@ -2,6 +2,7 @@
 component, a 2-D map of the top latents. plots.py draws them; widgets.py puts controls on them."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -28,7 +29,7 @@ def layer_resamples(model: HVAE, x: Tensor, keeps: Sequence[int], n_samples: int
     x: (B, C, H, W) -> (len(keeps), B, n_samples, C, H, W), e.g. (B, 1, 28, 28) digits or
     (B, 3, 32, 32) colour patches: the mean of p(x | z) (pixel probabilities of a Bernoulli head,
     expected levels of a logistic one; an autoregressive head draws its pixels). k = 0 gives prior
-    samples, k = L reconstructions (posterior samples of every layer).
+    samples, k = L + 1 = model.n_latent_layers (every layer z_0..z_L kept) reconstructions.
     """
     x = check_model_images(model, x)
     keeps = list(keeps)
@@ -103,13 +104,23 @@ def component_samples(model: HVAE, n_per_component: int = 8, temperature: float 
     return torch.stack(rows).cpu()
 
 
-@torch.no_grad()
-def top_latent_embedding(model: HVAE, images: Tensor, batch_size: int = 500) -> Tensor:
-    """A 2-D map of the top latent: posterior means q(z_0 | x) projected on their two principal axes.
+@dataclass(frozen=True)
+class Embedding:
+    """A 2-D PCA map of the top latents and how much of their variance each axis holds."""
 
-    images: (N, 1, 28, 28) -> (N, 2). Exact (SVD, no random projection), with each axis's sign
-    fixed so the same model always gives the same picture. Needs N >= 2 images in [0, 1] (grey ones
-    get evaluation's fixed binarisation) and a top latent of at least 2 dimensions.
+    points: Tensor                      # (N, 2): the posterior means projected on the two principal axes
+    variance_share: tuple[float, float]  # share of the total variance of the means along axis 1 and axis 2
+
+
+@torch.no_grad()
+def top_latent_pca(model: HVAE, images: Tensor, batch_size: int = 500) -> Embedding:
+    """A 2-D map of the top latent: posterior means q(z_0 | x) projected on their two principal
+    axes, with the share of the means' variance that each axis holds (what a PCA plot leaves out).
+
+    images: (N, 1, 28, 28) -> Embedding(points (N, 2), variance_share). Exact (SVD, no random
+    projection), with each axis's sign fixed so the same model always gives the same picture.
+    Needs N >= 2 images in [0, 1] (grey ones get evaluation's fixed binarisation) and a top latent
+    of at least 2 dimensions.
     """
     images = prepare_heldout(model, check_images(images, name="images", shape=model.config.image_shape), seed=0)
     if len(images) < 2:
@@ -122,7 +133,15 @@ def top_latent_embedding(model: HVAE, images: Tensor, batch_size: int = 500) -> 
     means = torch.cat([model.encode_top(batch.to(device)).mean.cpu()
                        for batch in iterate_minibatches(images, batch_size, shuffle=False)])
     centred = means.double() - means.double().mean(0)
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
     axes = vh[:2].T                                               # (D, 2)
     axes = axes * torch.sign(axes[axes.abs().argmax(0), [0, 1]])  # largest loading positive
-    return (centred @ axes).float()
+    variance = singular ** 2                                      # variance along each principal axis (times N - 1)
+    total = variance.sum().item()
+    share = tuple(float(v / total) if total > 0 else 0.0 for v in variance[:2])
+    return Embedding((centred @ axes).float(), share)
+
+
+def top_latent_embedding(model: HVAE, images: Tensor, batch_size: int = 500) -> Tensor:
+    """The points of `top_latent_pca`: (N, 1, 28, 28) images -> (N, 2)."""
+    return top_latent_pca(model, images, batch_size).points

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import check_images, iterate_minibatches
+from .data import check_images, iterate_minibatches, random_occlusion_mask
 from .errors import InputError
 
 N_CLASSES = 10
@@ -82,10 +82,22 @@ def augment(images: Tensor, generator: torch.Generator) -> Tensor:
     return torch.where(binary, torch.bernoulli(warped, generator=generator), warped)
 
 
+OCCLUDED_FILL = 0.5  # what an occluded judge sees in a missing pixel: grey, neither ink nor background
+
+
+def occluded(images: Tensor, observed: Tensor) -> Tensor:
+    """What an occluded judge reads: the observed pixels, grey (OCCLUDED_FILL) where missing.
+    (B, 1, H, W) images and masks (1 = observed) -> (B, 1, H, W)."""
+    return images * observed + OCCLUDED_FILL * (1 - observed)
+
+
 def train_judge(images: Tensor, labels: Tensor, epochs: int = 30, batch_size: int = 100, lr: float = 1e-3,
-                seed: int = 0, config: JudgeConfig = JudgeConfig()) -> DigitJudge:
+                seed: int = 0, config: JudgeConfig = JudgeConfig(), occlusions: bool = False) -> DigitJudge:
     """Train a judge on (N, 1, 28, 28) images and (N,) labels with augmentation; Adam with a
-    cosine learning-rate decay. Deterministic on the CPU for a given seed."""
+    cosine learning-rate decay. Deterministic on the CPU for a given seed.
+    occlusions=True: every training image is also occluded (`occluded`, a random kind of
+    data.MASK_KINDS per image), so the judge learns to classify from the observed pixels alone:
+    its accuracy on an occlusion kind is what any completion of those pixels can carry of the class."""
     images = check_images(images, name="images")
     if labels.shape != (images.shape[0],) or labels.min() < 0 or labels.max() >= N_CLASSES:
         raise InputError(f"labels must be (N,) = ({images.shape[0]},) class indices in 0..9")
@@ -99,7 +111,10 @@ def train_judge(images: Tensor, labels: Tensor, epochs: int = 30, batch_size: in
     for _ in range(epochs):
         judge.train()
         for x, y in iterate_minibatches(images, batch_size, shuffle=True, generator=generator, labels=labels):
-            loss = F.cross_entropy(judge(augment(x, generator)), y)
+            x = augment(x, generator)
+            if occlusions:
+                x = occluded(x, random_occlusion_mask(len(x), x.shape[-1], generator=generator))
+            loss = F.cross_entropy(judge(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -118,6 +133,7 @@ class JudgeVerdict:
     classifier_score: float           # exp(E_x KL(p(y|x) || p(y))): 1 (useless) .. 10 (confident and varied)
     predictions: list[int]            # the top class of each image
     accuracy: float | None = None     # share of correct top classes, when labels were given
+    accuracy_stderr: float | None = None  # its binomial standard error
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "predictions"}
@@ -139,13 +155,14 @@ def judge_images(judge: DigitJudge, images: Tensor, labels: Tensor | None = None
     confident = (top >= CONFIDENT).double()
     n = len(images)
     histogram = torch.bincount(predicted, minlength=N_CLASSES).double() / n
-    accuracy = None
+    accuracy = accuracy_stderr = None
     if labels is not None:
         if labels.shape != (n,):
             raise InputError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
         accuracy = (predicted == labels.cpu()).double().mean().item()
+        accuracy_stderr = math.sqrt(accuracy * (1 - accuracy) / n)
     return JudgeVerdict(
         n_images=n, confident_fraction=confident.mean().item(),
         confident_stderr=math.sqrt(confident.mean().item() * (1 - confident.mean().item()) / n),
         class_histogram=histogram.tolist(), classifier_score=classifier_score(probabilities),
-        predictions=predicted.tolist(), accuracy=accuracy)
+        predictions=predicted.tolist(), accuracy=accuracy, accuracy_stderr=accuracy_stderr)

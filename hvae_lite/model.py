@@ -265,7 +265,7 @@ class HVAE(nn.Module):
         for log p(x_observed), the missing ones being marginalised out.
         """
         shape = self.config.image_shape
-        x = check_images(x, binary=self.config.likelihood == "bernoulli", name="x", shape=shape)
+        x = self._check_input(x)
         if observed is not None:
             observed = check_images(observed, binary=True, name="observed", shape=(1, *shape[1:]))
         if pixel_mask is not None:
@@ -286,6 +286,12 @@ class HVAE(nn.Module):
         log_weight = log_px + sum(s.log_p - s.log_q for s in stats)
         return HVAEOutput(elbo=log_px - kl.sum(1), recon=-log_px, kl=kl, log_weight=log_weight,
                           params=params, layers=stats)
+
+    def _check_input(self, x: Tensor) -> Tensor:
+        """Images this model reads, (B, C, S, S) float32 on its device: binary for a Bernoulli head,
+        in [0, 1] otherwise (validate.check_images says what is wrong)."""
+        x = check_images(x, binary=self.config.likelihood == "bernoulli", name="x", shape=self.config.image_shape)
+        return x.to(next(self.parameters()).device)
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float | Sequence[float] = 1.0, component: int | None = None,
@@ -312,6 +318,7 @@ class HVAE(nn.Module):
 
         keep = 0 is a prior sample, keep = n_latent_layers a reconstruction. (B, C, S, S) -> same.
         """
+        x = self._check_input(x)
         check_int(keep, "keep (top layers kept)", minimum=0, maximum=self.n_latent_layers)
         layer_temperatures(temperature, self.n_latent_layers)
         features, _ = self.top_down(x.shape[0], self.bottom_up(x), keep_posterior=keep, temperature=temperature)
@@ -320,5 +327,5 @@ class HVAE(nn.Module):
     @torch.no_grad()
     def encode_top(self, x: Tensor) -> DiagonalGaussian:
         """The posterior q(z_0 | x) of the top vector: mean and logvar (B, D)."""
-        _, bu_top = self.bottom_up(x)
+        _, bu_top = self.bottom_up(self._check_input(x))
         return _gaussian(self.top.posterior_head(bu_top))

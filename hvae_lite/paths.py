@@ -5,7 +5,8 @@ Two situations, told apart by a pyproject.toml beside the package:
   source tree's `data/checkpoints/`; runs, downloads and benchmark results stay beside the
   checkout (`runs/`, `data/mnist/`, `benchmarks/results/`; the first two are gitignored);
 - an installed package (a wheel, `pip install .`): the shipped checkpoints are package data in
-  `hvae_lite/shipped/` (pyproject.toml maps `data/checkpoints/` there); everything the kit writes
+  `hvae_lite/shipped/` (pyproject.toml maps `data/checkpoints/` there), the report's notebook in
+  `hvae_lite/notebooks/`; everything the kit writes
   (runs, downloads) goes to the user's cache folder (e.g. `~/.cache/hvae_lite` on Linux), never
   into site-packages.
 
@@ -39,8 +40,9 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" if IN_SOURCE_TREE else USER_C
 # Downloaded data sets (MNIST, Omniglot, CIFAR-10 share one folder: their file names do not collide).
 DEFAULT_DOWNLOAD_DIR = REPO_ROOT / "data" / "mnist" if IN_SOURCE_TREE else USER_CACHE_DIR / "data"
 DOWNLOAD_DIR_ENV = "HVAE_LITE_DATA"
-# The notebooks (a clone only): the report and the exercises are generated from here.
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+# The notebooks: the report and the exercises are generated from here. An installed package holds
+# only the report's and the app's notebooks, as package data in hvae_lite/notebooks/ (pyproject.toml maps it there).
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks" if IN_SOURCE_TREE else PACKAGE_DIR / "notebooks"
 
 
 def download_dir(override: str | Path | None = None) -> Path:
@@ -51,4 +53,5 @@ def download_dir(override: str | Path | None = None) -> Path:
 def describe() -> dict[str, str]:
     """Every root, as strings: where this copy of the kit reads and writes."""
     return {"package_dir": str(PACKAGE_DIR), "in_source_tree": str(IN_SOURCE_TREE), "checkpoints": str(CHECKPOINT_DIR),
-            "runs": str(RUNS_DIR), "results": str(RESULTS_DIR), "downloads": str(download_dir())}
+            "runs": str(RUNS_DIR), "results": str(RESULTS_DIR), "downloads": str(download_dir()),
+            "notebooks": str(NOTEBOOKS_DIR)}

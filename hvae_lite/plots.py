@@ -8,12 +8,15 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 import torch
 from torch import Tensor
 
+from .charts import (_numbers, class_kept_curve, compare_bars, embedding_scatter, kl_comparison,  # noqa: F401
+                     kl_per_layer, training_curves, value_axis_limits)  # (re-exported)
+from .diagrams import CAUSAL_COLOURS, STREAM_COLOURS, architecture_diagram, causality_maps  # noqa: F401 (re-exported)
 from .errors import InputError
 from .validate import check_float, check_images, check_int
 
@@ -27,14 +30,6 @@ def _image_stack(images: Tensor, n_lead: int, name: str) -> Tensor:
     image_shape = tuple(images.shape[-3:])
     return check_images(images.detach().cpu().reshape(-1, *image_shape), name=name,
                         shape=image_shape).view(images.shape)
-
-
-def _numbers(values: Sequence[float], name: str) -> np.ndarray:
-    """A non-empty 1-D sequence of finite numbers."""
-    array = np.asarray(values, dtype=float) if len(values) else np.zeros(0)
-    if array.ndim != 1 or len(array) == 0 or not np.isfinite(array).all():
-        raise InputError(f"{name} must be a non-empty list of finite numbers, one per latent layer, got {values!r}")
-    return array
 
 
 def image_grid(images: Tensor, ncols: int | None = None, title: str | None = None, scale: float = 0.6) -> Figure:
@@ -54,113 +49,6 @@ def image_grid(images: Tensor, ncols: int | None = None, title: str | None = Non
     if title:
         fig.suptitle(title, fontsize=max(12, round(11 * scale)))
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
-    return fig
-
-
-def kl_per_layer(kl: Sequence[float], title: str = "KL per latent layer", ax=None) -> Figure:
-    """Bar chart of the mean KL (nats) of each latent layer, top vector first."""
-    kl = _numbers(kl, "kl")
-    if ax is None:
-        fig = Figure(figsize=(6, 2.8))
-        ax = fig.subplots()
-    fig = ax.figure
-    ax.bar(range(len(kl)), kl, color="tab:blue")
-    ax.set_xticks(range(len(kl)), _layer_names(len(kl)), rotation=45, fontsize=8)
-    ax.set_ylabel("KL (nats)")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def training_curves(history: Sequence[dict], title: str = "Training") -> Figure:
-    """Left: train and held-out ELBO per epoch. Right: KL of each latent layer per epoch (held-out
-    when the history has it, else training).
-
-    `history` is `Trainer.fit()`'s list of per-epoch dicts (epoch, elbo, test_elbo, test_kl, ...).
-    """
-    if not history:
-        raise InputError("history is empty: train for at least one epoch")
-    needed = {"epoch", "elbo", "kl"}
-    if any(not isinstance(r, dict) or needed - set(r) for r in history):
-        raise InputError(f"each record of history must be a dict with {sorted(needed)} (Trainer.fit() returns "
-                         "such a list)")
-    epochs = [record["epoch"] for record in history]
-    fig = Figure(figsize=(10, 3.2))
-    ax_elbo, ax_kl = fig.subplots(1, 2)
-    ax_elbo.plot(epochs, [r["elbo"] for r in history], "o-", label="train")
-    if "test_elbo" in history[0]:
-        ax_elbo.plot(epochs, [r["test_elbo"] for r in history], "s-", label="held-out")
-    ax_elbo.set(xlabel="epoch", ylabel="ELBO (nats)", title=title)
-    ax_elbo.legend()
-    held_out = "test_kl" in history[0]
-    kl = np.array([r["test_kl" if held_out else "kl"] for r in history])  # (epochs, layers)
-    colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, kl.shape[1]))
-    for i, colour in enumerate(colours):
-        ax_kl.plot(epochs, kl[:, i], color=colour, label="z0 (top)" if i == 0 else f"z{i}")
-    ax_kl.set(xlabel="epoch", ylabel="KL (nats)",
-              title=f"{'held-out ' if held_out else ''}KL per latent layer (top = dark)")
-    ax_kl.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def compare_bars(values: Mapping[str, float], errors: Mapping[str, float] | None = None,
-                 ylabel: str = "nats", title: str = "") -> Figure:
-    """One bar per model (e.g. its IWAE NLL), in the order given, with +-1 standard-error whiskers
-    for the models that have one in `errors`."""
-    if not values:
-        raise InputError("nothing to plot: values is empty")
-    names = list(values)
-    fig = Figure(figsize=(max(4.0, 0.9 * len(names) + 1.5), 3.0))
-    ax = fig.subplots()
-    whiskers = [(errors or {}).get(name, 0.0) for name in names]
-    ax.bar(range(len(names)), [values[n] for n in names], yerr=whiskers, capsize=4, color="tab:blue")
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def kl_per_layer_compare(kls: Mapping[str, Sequence[float]], title: str = "KL per latent layer",
-                         in_use_from: float = 1.0) -> Figure:
-    """Grouped bars: the mean KL (nats) of each latent layer (top vector first) for several models,
-    with a dashed line at `in_use_from` (the kit's "in use" threshold, see evaluate.layers_in_use)."""
-    if not kls:
-        raise InputError("nothing to plot: kls is empty")
-    values = {name: _numbers(kl, f"kls[{name!r}]") for name, kl in kls.items()}
-    n_layers = max(len(v) for v in values.values())
-    fig = Figure(figsize=(max(6.0, 0.55 * n_layers * len(values) ** 0.5 + 2), 3.0))
-    ax = fig.subplots()
-    width = 0.8 / len(values)
-    for i, (name, kl) in enumerate(values.items()):
-        ax.bar(np.arange(len(kl)) + (i - (len(values) - 1) / 2) * width, kl, width, label=name)
-    ax.axhline(in_use_from, color="grey", linestyle="--", linewidth=1, label=f"in use from {in_use_from:g} nat")
-    ax.set_xticks(range(n_layers), _layer_names(n_layers), rotation=45, fontsize=8)
-    ax.set(ylabel="KL (nats)", title=title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def class_kept_curve(curves: Mapping[str, Mapping[int, tuple[float, float]]], chance: float | None = 0.1,
-                     title: str = "Which layers hold the class") -> Figure:
-    """The share of keep-top-k resamples the digit judge still gives the true class, against k, one
-    line per model, with +-1 standard-error bars (`explore.class_kept`'s {k: (share, stderr)})."""
-    if not curves:
-        raise InputError("nothing to plot: curves is empty")
-    fig = Figure(figsize=(5.5, 3.2))
-    ax = fig.subplots()
-    for name, curve in curves.items():
-        keeps = sorted(curve)
-        ax.errorbar(keeps, [curve[k][0] for k in keeps], yerr=[curve[k][1] for k in keeps], marker="o",
-                    capsize=3, label=name)
-    if chance is not None:
-        ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
-    ax.set(xlabel="k: top layers kept from the digit (the rest resampled)", ylabel="true class kept",
-           ylim=(0, 1.02), title=title)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
     return fig
 
 
@@ -229,10 +117,14 @@ def original_and_samples(original: Tensor, samples: Tensor, ncols: int = 4, scal
 
 
 def component_samples(images: Tensor, title: str = "Samples from each mixture component",
-                      scale: float = 0.6, row_labels: Sequence[str] | None = None) -> Figure:
+                      scale: float = 0.6, row_labels: Sequence[str] | None = None, *,
+                      temperature: float | None = None) -> Figure:
     """One row per mixture component: images (K, n, C, H, W); row_labels: K names written left of
-    the rows (default "c=0", "c=1", ...), e.g. with the class a digit judge sees in each row."""
+    the rows (default "c=0", "c=1", ...), e.g. with the class a digit judge sees in each row and its
+    share (`judge_row_labels`); temperature: the sampling temperature, added to the title."""
     images = _image_stack(images, 2, "images")
+    if temperature is not None:
+        title = f"{title} (temperature {check_float(temperature, 'temperature', low=0.0):g})"
     n_components, n = images.shape[:2]
     if row_labels is None:
         row_labels = [f"c={c}" for c in range(n_components)]
@@ -250,38 +142,29 @@ def component_samples(images: Tensor, title: str = "Samples from each mixture co
     return fig
 
 
-def embedding_scatter(points: Tensor, labels: Tensor, title: str = "Top latents (2-D projection)") -> Figure:
-    """points (N, 2) coloured by their integer labels (N,), one legend entry per label."""
-    points, labels = np.asarray(points), np.asarray(labels)
-    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels) or len(points) == 0:
-        raise InputError(f"need points (N, 2) and labels (N,), N >= 1, got {points.shape} and {labels.shape}")
-    if not np.isfinite(points.astype(float)).all():
-        raise InputError("points contain NaN or inf values; an embedding of finite latents has none")
-    if labels.dtype.kind not in "iu":
-        raise InputError(f"labels must be integers, got {labels.dtype}")
-    fig = Figure(figsize=(5.5, 4.5))
-    ax = fig.subplots()
-    colours = matplotlib.colormaps["tab10"]
-    for label in np.unique(labels):
-        chosen = labels == label
-        ax.scatter(points[chosen, 0], points[chosen, 1], s=8, alpha=0.7, color=colours(int(label) % 10),
-                   label=str(label))
-    ax.set(xlabel="axis 1", ylabel="axis 2", title=title)
-    ax.legend(title="label", fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
-    fig.tight_layout()
-    return fig
+def judge_row_labels(judge_classes: Sequence[int], shares: Sequence[float], prefix: str = "c") -> list[str]:
+    """Row labels for `component_samples`: "c=0: judge 7 (62%)", one per component, from the class
+    the digit judge sees most often in each row and the share of that row it sees it in."""
+    if isinstance(judge_classes, str) or len(judge_classes) != len(shares):
+        raise InputError(f"need one judge class and one share per component, got {len(judge_classes)} and {len(shares)}")
+    shares = _numbers(shares, "shares", "one per component")
+    return [f"{prefix}={c}: judge {int(k)} ({share:.0%})" for c, (k, share) in enumerate(zip(judge_classes, shares))]
 
 
 MISSING_COLOUR = np.array([0.15, 0.3, 0.75])  # where a masked input has no pixels
 
 
+IMPUTED_COLOUR = np.array([1.0, 0.75, 0.2])  # ink a grey model drew in the missing region
+
+
 def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor], scale: float = 0.7,
-                    row_labels: Sequence[str] | None = None) -> Figure:
+                    row_labels: Sequence[str] | None = None, legend: bool = True) -> Figure:
     """One row per image: the original, the masked input (missing pixels in blue), then the samples
     of each method; grey images have their imputed pixels tinted amber, colour images keep their
     colours (the input column shows where the gap is). x: (B, C, H, W), observed: (B, 1, H, W);
     each imputation (B, S, C, H, W); row_labels: B names written left of the rows (e.g. the
-    occlusion kind of each row of an `impute.occlusion_gallery`)."""
+    occlusion kind of each row of an `impute.occlusion_gallery`); legend: a key to the colours
+    under the grid."""
     x = _image_stack(x, 1, "x")
     observed = check_images(observed.detach().cpu(), binary=True, name="observed", shape=(1, *x.shape[2:]))
     if observed.shape[0] != x.shape[0]:
@@ -295,7 +178,11 @@ def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor],
     columns += [(name if s == 0 else "", (name, s)) for name, samples in imputations.items()
                 for s in range(samples.shape[1])]
     n_rows = x.shape[0]
-    fig = Figure(figsize=(len(columns) * scale, n_rows * scale + 0.5))
+    n_keys = 3 if x.shape[1] == 1 else 1
+    width = len(columns) * scale
+    key_columns = n_keys if width >= 5.5 else 1  # a narrow grid lists the colours one under another
+    key = (0.3 + 0.2 * math.ceil(n_keys / key_columns)) if legend else 0.0
+    fig = Figure(figsize=(max(width, 2.6 if legend else 0), n_rows * scale + 0.5 + key))
     axes = fig.subplots(n_rows, len(columns), squeeze=False)
     for b in range(n_rows):
         image, seen = _rgb(x[b]), observed[b, 0].cpu().numpy()
@@ -309,7 +196,13 @@ def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor],
                             fontsize=round(12 * scale))
     for ax, (label, _) in zip(axes[0], columns):
         ax.set_title(label, fontsize=round(12 * scale), loc="left")
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, bottom=key / fig.get_figheight() if legend else 0.11)
+    if legend:
+        handles = [Patch(color=MISSING_COLOUR, label="missing (hidden from the model)")]
+        if x.shape[1] == 1:
+            handles += [Patch(color=IMPUTED_COLOUR, label="ink imputed in the missing region"),
+                        Patch(facecolor="0.85", edgecolor="0.5", label="observed (kept as it is)")]
+        fig.legend(handles=handles, loc="lower left", ncol=key_columns, fontsize=7, frameon=False)
     return fig
 
 
@@ -341,7 +234,7 @@ def _imputed_rgb(image: Tensor, seen: np.ndarray) -> np.ndarray:
     if image.shape[0] != 1:
         return _rgb(image).clip(0, 1)
     seen, value = seen[..., None], _rgb(image)[..., :1]
-    imputed = value * np.array([1.0, 0.75, 0.2]) + (1 - value) * MISSING_COLOUR * 0.4
+    imputed = value * IMPUTED_COLOUR + (1 - value) * MISSING_COLOUR * 0.4
     return seen * value + (1 - seen) * imputed
 
 
@@ -360,5 +253,3 @@ def _frame(ax, colour: str) -> None:
         spine.set_linewidth(2)
 
 
-def _layer_names(n: int) -> list[str]:
-    return ["z0 (top)"] + [f"z{i}" for i in range(1, n)]

@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from . import paths
+from .config import TrainConfig
 from .checkpoints import Checkpoint, ModelConfig, load_checkpoint, load_shipped, save_checkpoint, sha256_of
+from .errors import CheckpointError, ConfigError
 from .data import load_mnist
 from .judge import DigitJudge, train_judge
 from .priors import with_fitted_prior_checkpoint
-from .recipes import CHECKPOINT_NAMES, Recipe, check_name, fast_mode, recipe_data, recipe_for
-from .config import TrainConfig
-from .errors import ConfigError
+from .recipes import CHECKPOINT_NAMES, RECIPES, Recipe, check_name, fast_mode, recipe_data, recipe_for
 from .train import Trainer
 
 
@@ -98,18 +98,47 @@ def _second_stage(recipe: Recipe, run: Path, data) -> Checkpoint:
     return load_checkpoint(fitted)
 
 
+def open_checkpoint(name_or_path: str | Path) -> Checkpoint:
+    """A checkpoint given by its path or, where no such file exists, a shipped model by its name
+    (one of recipes.CHECKPOINT_NAMES, e.g. "matryoshka"): the shipped file, verified against its
+    manifest, weights in float32. What the command line's `evaluate`, `sample` and `--init-from` take."""
+    path = Path(name_or_path)
+    if not path.exists() and str(name_or_path) in CHECKPOINT_NAMES:
+        return _as_float32(load_shipped(str(name_or_path)))
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as error:
+        if path.exists():
+            raise
+        raise CheckpointError(f"{error}; or name a shipped model: {', '.join(CHECKPOINT_NAMES)}") from None
+
+
+def shipped_path(name_or_path: str) -> str:
+    """`name_or_path` itself, or the shipped file of a model named by CHECKPOINT_NAMES when no such
+    file exists here (for settings that store a path, such as TrainConfig.init_from)."""
+    if not Path(name_or_path).exists() and name_or_path in CHECKPOINT_NAMES:
+        return str(Path(paths.CHECKPOINT_DIR) / f"{name_or_path}.pt")
+    return name_or_path
+
+
 def _as_float32(checkpoint: Checkpoint) -> Checkpoint:
     state = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint.model_state.items()}
     return dataclasses.replace(checkpoint, model_state=state)
 
 
-def ship_checkpoint(run_path: str | Path, out_path: str | Path, dtype: torch.dtype = torch.float32) -> str:
-    """Write the weights-only copy of a training checkpoint (model state in `dtype`, history kept,
-    no optimiser, scheduler or RNG state) to `out_path`; returns its sha256."""
+def ship_checkpoint(run_path: str | Path, out_path: str | Path, dtype: torch.dtype = torch.float32, *,
+                    prior_images: torch.Tensor | None = None, prior_components: int = 0, seed: int = 0) -> str:
+    """Write the weights-only copy of a training checkpoint (its evaluation weights in `dtype`,
+    history kept, no optimiser, scheduler or RNG state) to `out_path`; returns its sha256.
+    prior_components > 0: the recipe's second stage first, the top prior fitted to `prior_images`
+    (hvae_lite.priors), on the weights as stored."""
     run = load_checkpoint(run_path)
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in run.evaluation_state().items()}
-    save_checkpoint(Checkpoint(run.config, state, run.train_config, run.history, run.epoch, run.step,
-                               data=run.data), out_path)
+    stored = {k: v.to(dtype).float() if v.is_floating_point() else v for k, v in run.evaluation_state().items()}
+    run = Checkpoint(run.config, stored, run.train_config, run.history, run.epoch, run.step, data=run.data)
+    if prior_components:
+        run = with_fitted_prior_checkpoint(run, prior_images, prior_components, seed=seed)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in run.model_state.items()}
+    save_checkpoint(dataclasses.replace(run, model_state=state), out_path, allow_shipped=True)  # `make checkpoints` writes the shipped files
     return sha256_of(out_path)
 
 
@@ -149,7 +178,7 @@ def report_checkpoint(config: ModelConfig, *, epochs: int | None = None, seed: i
     base = recipe_for("matryoshka", fast)
     if use_checkpoints and data_source == "embedded":
         for name in CHECKPOINT_NAMES:
-            recipe = recipe_for(name, fast)
+            recipe = _loaded_recipe(name, fast)
             if recipe.config == config and seed == recipe.train.seed and epochs in (None, recipe.train.epochs):
                 return load_or_train(name, fast=fast, device=device, progress=progress), f"checkpoint {name!r}"
     train_config = dataclasses.replace(base.train, epochs=epochs or base.train.epochs, seed=seed, device=device)
@@ -161,9 +190,19 @@ def report_checkpoint(config: ModelConfig, *, epochs: int | None = None, seed: i
     return trainer.checkpoint(), f"trained here ({train_config.epochs} epochs on {len(data.train_images)} digits)"
 
 
+def _loaded_recipe(name: str, fast: bool | None) -> Recipe:
+    """The recipe of the model `load_or_train(name)` returns: the shipped one where its file is
+    here (not in fast mode), else the one it would train (`recipe_for`)."""
+    if not fast_mode(fast) and (Path(paths.CHECKPOINT_DIR) / f"{name}.pt").is_file():
+        return RECIPES[name]
+    return recipe_for(name, fast)
+
+
 def mixture_variant(config: ModelConfig, fast: bool | None = None) -> ModelConfig:
-    """The mixture-prior model that goes with `config` in the report: a factorised head and a
-    mixture top prior on a top vector as small as the `mixture` checkpoint's, so that the
-    default preset finds that checkpoint instead of training a mixture model of its own."""
-    return config.replace(top_prior="mixture", ar_layers=0,
-                          top_latent_dim=recipe_for("mixture", fast).config.top_latent_dim)
+    """The mixture-prior model that goes with `config` in the report: a factorised head and the
+    `mixture` checkpoint's top prior (its size, components and covariance), so that the default
+    preset finds that checkpoint instead of training a mixture model of its own."""
+    mixture = _loaded_recipe("mixture", fast).config
+    return config.replace(top_prior="mixture", ar_layers=0, top_latent_dim=mixture.top_latent_dim,
+                          mixture_components=mixture.mixture_components,
+                          mixture_covariance=mixture.mixture_covariance)

@@ -83,3 +83,12 @@ def with_fitted_prior_checkpoint(checkpoint: Checkpoint, images: Tensor, n_compo
     fitted = with_fitted_top_prior(checkpoint.model(), images, n_components, covariance, seed)
     return Checkpoint(fitted.config, fitted.state_dict(), checkpoint.train_config, checkpoint.history,
                       checkpoint.epoch, checkpoint.step, data=checkpoint.data)
+
+
+def with_standard_top_prior(model: HVAE) -> HVAE:
+    """A copy of `model` with the standard normal top prior N(0, I) (the first stage of a model whose
+    top prior was fitted afterwards): every weight but the mixture's is the model's own."""
+    config = dataclasses.replace(model.config, top_prior="normal", mixture_covariance="diagonal")
+    plain = HVAE(config).to(next(model.parameters()).device)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("top.mixture.")})
+    return plain.eval()

@@ -4,11 +4,13 @@
 - QUICK_RECIPES: the same ideas in about 10 minutes, what `load_or_train` trains when no shipped
   file exists;
 - FAST_RECIPES: tiny models in seconds, for the tests and fast notebook runs (env HVAE_LITE_FAST=1);
-- ABLATION_RECIPE, MLP_BASELINE_RECIPE: the benchmarks' equal-budget ablations and converged
-  MLP baseline; CHALLENGE_BASELINE: the exercise whose recipe the student improves.
+- ABLATION, ABLATION_FINE_TUNE: the ablation study's recipe (its seed-0 runs ship as "study-*");
+  MLP_BASELINE_RECIPE: the converged MLP baseline; CHALLENGE_BASELINE: the exercise whose recipe
+  the student improves.
 
-A `Recipe` names a preset (with overrides), a TrainConfig and, for a fine-tune, the checkpoint
-it starts from; `Recipe.command` is the `python -m hvae_lite train` line that trains it.
+A `Recipe` names a preset (with overrides), a TrainConfig, for a fine-tune the checkpoint it starts
+from, and an optional second stage (the top prior fitted to the data); `Recipe.command` is the
+`python -m hvae_lite train` line that trains it.
 """
 from __future__ import annotations
 
@@ -78,15 +80,34 @@ class Recipe:
         return args + [f"--{name.replace('_', '-')}" for name in _CLI_SWITCHES if getattr(self.train, name)]
 
 
+def _fine_tune(base: str, train: TrainConfig) -> TrainConfig:
+    """`train` starting from the run of the named checkpoint `base` (where `make checkpoints` trains it)."""
+    return dataclasses.replace(train, init_from=f"{paths.CHECKPOINT_RUNS}/{base}.pt")
+
+
+# "Train it yourself" (no shipped checkpoint): the same ideas in about 10 minutes of a laptop CPU at
+# width 32 (fp32: bf16 autocast is slow on CPUs without bf16 instructions).
+_QUICK = TrainConfig(epochs=12, batch_size=16, lr=2e-3, warmup_epochs=3.0, kl_balance=True, free_bits=0.5,
+                     free_bits_end_epoch=10.0, ema_decay=0.95)
+_QUICK_FINE_TUNE = TrainConfig(epochs=5, lr=2e-4, warmup_epochs=0.0, ema_decay=0.99, new_lr=2e-3)
+# The ablation study (benchmarks/ablations.py): every variant trained from scratch with the quick
+# recipe in bf16 (about 10 minutes of one core each); the AR head and its no-head control are
+# fine-tuned identically from the same trained full model. Its seed-0 runs ship ("study-*").
+ABLATION = dataclasses.replace(_QUICK, amp=True)
+ABLATION_FINE_TUNE = dataclasses.replace(_QUICK_FINE_TUNE, amp=True)
+
 # The shipped recipes (benchmarks/README.md has what each reaches and how long it took on one core).
-# The default and the mixture model train 100 epochs: a 10-epoch warm-up with NVAE's KL balancing
-# spreads information over all layers, free bits (0.5 nats) hold each layer open and are annealed
-# away by epoch 60 so every posterior ends close to its prior, and an EMA of the weights is what is
-# evaluated and shipped. The AR and imputation models start from the trained default (`base`).
-_LONG = TrainConfig(epochs=100, lr=2e-3, warmup_epochs=10.0, kl_balance=True, free_bits=0.5,
-                    free_bits_end_epoch=60.0, ema_decay=0.998, amp=True)
-_FINE_TUNE = TrainConfig(epochs=12, lr=2e-4, warmup_epochs=0.0, ema_decay=0.995, amp=True,
-                         init_from=f"{paths.CHECKPOINT_RUNS}/matryoshka.pt", new_lr=2e-3)
+# The default trains 130 epochs at width 64 (about 2 hours of one idle core): a 10-epoch warm-up with
+# NVAE's KL balancing spreads information over all layers, free bits (0.5 nats) hold each layer open
+# and are annealed away by epoch 78 so every posterior ends close to its prior, and an exponential
+# moving average of the weights is what is evaluated and shipped. Its second stage fits the top prior
+# to where the encoder puts the training digits (hvae_lite.priors). The mixture and imputation models
+# start from the trained default (`base`); the study's models are the ablation study's seed-0 runs.
+_LONG = TrainConfig(epochs=130, lr=2e-3, warmup_epochs=10.0, kl_balance=True, free_bits=0.5,
+                    free_bits_end_epoch=78.0, ema_decay=0.998, amp=True)
+_MIXTURE = TrainConfig(epochs=10, lr=2e-4, warmup_epochs=0.0, ema_decay=0.995, amp=True, new_lr=2e-3,
+                       mixture_init_epoch=0)
+_IMPUTATION = TrainConfig(epochs=10, lr=1e-3, warmup_epochs=0.0, ema_decay=0.995, amp=True, new_lr=2e-3)
 # Natural images (the `photos` patches, 8-bit colour; benchmarks/README.md, "Natural images"): the
 # base model in about 70 minutes of one core (18 epochs of 5,985 patches, batches of 32, a 200-update
 # learning-rate warm-up); the AR head and its control (the same fine-tune without a head) in about 20
@@ -94,34 +115,37 @@ _FINE_TUNE = TrainConfig(epochs=12, lr=2e-4, warmup_epochs=0.0, ema_decay=0.995,
 # with its loss on the missing pixels, in about an hour. A colour image's loss is some 100 times a
 # binary digit's (thousands of nats), and so are its gradient norms (1e3 to 3e4 in the first
 # updates): an update is skipped only above 1e6, ten times the digits' threshold.
+# These budgets are estimates from short runs: no photos model has been trained to the end or shipped yet.
 _PHOTOS_LONG = TrainConfig(epochs=18, batch_size=32, lr=2e-3, lr_warmup_steps=200, warmup_epochs=2.0, kl_balance=True,
                            free_bits=0.5, free_bits_end_epoch=12.0, ema_decay=0.998, skip_threshold=1e6, amp=True)
 _PHOTOS_FINE_TUNE = TrainConfig(epochs=3, batch_size=32, lr=2e-4, lr_warmup_steps=100, warmup_epochs=0.0,
-                                ema_decay=0.995, skip_threshold=1e6, amp=True,
-                                init_from=f"{paths.CHECKPOINT_RUNS}/photos.pt", new_lr=2e-3)
+                                ema_decay=0.995, skip_threshold=1e6, amp=True, new_lr=2e-3)
 _PHOTOS_CONDITIONAL = dataclasses.replace(_PHOTOS_LONG, epochs=12, free_bits_end_epoch=8.0)
 RECIPES: dict[str, Recipe] = {
-    "matryoshka": Recipe("matryoshka", _LONG),
-    "mixture": Recipe("mixture", dataclasses.replace(_LONG, mixture_init_epoch=10)),
-    "matryoshka-ar": Recipe("matryoshka-ar", _FINE_TUNE, base="matryoshka"),
-    "imputation": Recipe("imputation", _FINE_TUNE, base="matryoshka"),
+    "matryoshka": Recipe("matryoshka", _LONG, top_prior_components=10),
+    "mixture": Recipe("mixture", _fine_tune("matryoshka", _MIXTURE), base="matryoshka"),
+    "imputation": Recipe("imputation", _fine_tune("matryoshka", _IMPUTATION), base="matryoshka"),
+    "study-matryoshka": Recipe("matryoshka-32", ABLATION),
+    "study-no-td-path": Recipe("no-td-path", ABLATION),
+    "study-ar-head": Recipe("matryoshka-ar", _fine_tune("study-matryoshka", ABLATION_FINE_TUNE), base="study-matryoshka"),
+    "study-ar-control": Recipe("matryoshka-32", _fine_tune("study-matryoshka", ABLATION_FINE_TUNE),
+                               base="study-matryoshka"),
     "photos": Recipe("photos", _PHOTOS_LONG, data="photos"),
-    "photos-ar": Recipe("photos-ar", _PHOTOS_FINE_TUNE, base="photos", data="photos"),
-    "photos-control": Recipe("photos", _PHOTOS_FINE_TUNE, base="photos", data="photos"),
+    "photos-ar": Recipe("photos-ar", _fine_tune("photos", _PHOTOS_FINE_TUNE), base="photos", data="photos"),
+    "photos-control": Recipe("photos", _fine_tune("photos", _PHOTOS_FINE_TUNE), base="photos", data="photos"),
     "photos-imputation": Recipe("photos", _PHOTOS_CONDITIONAL, {"conditional": True}, data="photos"),
 }
 CHECKPOINT_NAMES = tuple(RECIPES)
 
-# "Train it yourself" (no shipped checkpoint): the same ideas in about 10 minutes on a laptop CPU
-# (fp32: bf16 autocast is slow on CPUs without bf16 instructions).
-_QUICK = TrainConfig(epochs=12, batch_size=16, lr=2e-3, warmup_epochs=3.0, kl_balance=True, free_bits=0.5,
-                     free_bits_end_epoch=10.0, ema_decay=0.95)
-_QUICK_FINE_TUNE = TrainConfig(epochs=5, lr=2e-4, warmup_epochs=0.0, ema_decay=0.99, new_lr=2e-3)
+_SMALL = {"width": 32}  # the quick recipes' mixture and imputation models start from the width-32 default
 QUICK_RECIPES: dict[str, Recipe] = {
-    "matryoshka": Recipe("matryoshka", _QUICK),
-    "mixture": Recipe("mixture", dataclasses.replace(_QUICK, mixture_init_epoch=3)),
-    "matryoshka-ar": Recipe("matryoshka-ar", _QUICK_FINE_TUNE, base="matryoshka"),
-    "imputation": Recipe("imputation", _QUICK_FINE_TUNE, base="matryoshka"),
+    "matryoshka": Recipe("matryoshka-32", _QUICK, top_prior_components=10),
+    "mixture": Recipe("mixture", dataclasses.replace(_QUICK_FINE_TUNE, mixture_init_epoch=0), _SMALL, "matryoshka"),
+    "imputation": Recipe("imputation", _QUICK_FINE_TUNE, _SMALL, "matryoshka"),
+    "study-matryoshka": Recipe("matryoshka-32", _QUICK),
+    "study-no-td-path": Recipe("no-td-path", _QUICK),
+    "study-ar-head": Recipe("matryoshka-ar", _QUICK_FINE_TUNE, base="study-matryoshka"),
+    "study-ar-control": Recipe("matryoshka-32", _QUICK_FINE_TUNE, base="study-matryoshka"),
     # natural images: about 10 minutes for the base, 5 for each fine-tune, 10 for the conditional model
     "photos": Recipe("photos", dataclasses.replace(_PHOTOS_LONG, epochs=2, free_bits_end_epoch=0.0, ema_decay=0.99),
                      data="photos"),
@@ -137,28 +161,26 @@ QUICK_RECIPES: dict[str, Recipe] = {
 _FAST_TRAIN = TrainConfig(epochs=1, batch_size=50, warmup_epochs=0.5, free_bits=0.1)
 _TINY_COLOUR = {"image_size": 32, "image_channels": 3, "likelihood": "logistic", "logistic_components": 2,
                 "latent_spec": "8x2,16x2"}
+_FAST_FINE_TUNE = dataclasses.replace(_FAST_TRAIN, warmup_epochs=0.0, new_lr=2e-3)
 FAST_RECIPES: dict[str, Recipe] = {
-    "matryoshka": Recipe("tiny", _FAST_TRAIN, n_train=300, n_test=100),
-    "matryoshka-ar": Recipe("tiny", _FAST_TRAIN, {"ar_layers": 1, "ar_kernel": 3}, "matryoshka", 300, 100),
-    "mixture": Recipe("tiny", _FAST_TRAIN, {"top_prior": "mixture"}, n_train=300, n_test=100),
-    "imputation": Recipe("tiny", _FAST_TRAIN, {"conditional": True}, "matryoshka", 300, 100),
+    "matryoshka": Recipe("tiny", _FAST_TRAIN, n_train=300, n_test=100, top_prior_components=3),
+    "mixture": Recipe("tiny", dataclasses.replace(_FAST_FINE_TUNE, mixture_init_epoch=0),
+                      {"top_prior": "mixture", "mixture_covariance": "full", "mixture_components": 3},
+                      "matryoshka", 300, 100),
+    "imputation": Recipe("tiny", _FAST_FINE_TUNE, {"conditional": True}, "matryoshka", 300, 100),
+    "study-matryoshka": Recipe("tiny", _FAST_TRAIN, n_train=300, n_test=100),
+    "study-no-td-path": Recipe("tiny", _FAST_TRAIN, {"deterministic_path": False}, n_train=300, n_test=100),
+    "study-ar-head": Recipe("tiny", _FAST_FINE_TUNE, {"ar_layers": 1, "ar_kernel": 3}, "study-matryoshka", 300, 100),
+    "study-ar-control": Recipe("tiny", _FAST_FINE_TUNE, {}, "study-matryoshka", 300, 100),
     # colour: the tiny model on 200 photo patches (a 2-component logistic mixture; the AR head a 3x3 mask)
     "photos": Recipe("tiny", _FAST_TRAIN, _TINY_COLOUR, n_train=200, n_test=50, data="photos"),
-    "photos-ar": Recipe("tiny", _FAST_TRAIN, {**_TINY_COLOUR, "ar_layers": 1, "ar_kernel": 3, "ar_width": 9}, "photos",
-                        200, 50, data="photos"),
-    "photos-control": Recipe("tiny", _FAST_TRAIN, _TINY_COLOUR, "photos", 200, 50, data="photos"),
+    "photos-ar": Recipe("tiny", _FAST_FINE_TUNE, {**_TINY_COLOUR, "ar_layers": 1, "ar_kernel": 3, "ar_width": 9},
+                        "photos", 200, 50, data="photos"),
+    "photos-control": Recipe("tiny", _FAST_FINE_TUNE, _TINY_COLOUR, "photos", 200, 50, data="photos"),
     "photos-imputation": Recipe("tiny", _FAST_TRAIN, {**_TINY_COLOUR, "conditional": True}, n_train=200, n_test=50,
                                 data="photos"),
 }
 
-# The ablation study (benchmarks/ablations.py): every variant trained from scratch with the quick
-# recipe in bf16 (about 10 minutes of one core each); the AR head and its no-head control are
-# fine-tuned identically from the same trained full model.
-ABLATION = dataclasses.replace(_QUICK, amp=True)
-ABLATION_FINE_TUNE = dataclasses.replace(_QUICK_FINE_TUNE, amp=True)
-# The benchmarks (benchmarks/quality.py): ten epochs at equal budget for every variant, the first
-# landing's shipped recipe (hours for the whole table on 2 cores; the 100-epoch recipe would take days).
-ABLATION_RECIPE = TrainConfig(epochs=10, lr=2e-3, warmup_epochs=3.0, free_bits=0.5, amp=True)
 # The floor (benchmarks/shipped.py): the classic MLP VAE, trained until its held-out ELBO stopped improving.
 MLP_BASELINE_RECIPE = TrainConfig(epochs=300, lr=1e-3, warmup_epochs=10.0, ema_decay=0.998, amp=False)
 # The open exercise (exercises.demos.recipe_challenge): the budget (epochs, data, seed, model) is

@@ -18,6 +18,7 @@ from typing import Any
 from . import paths
 from .errors import InputError, ReportError
 from .export import export_html
+from .files import check_target
 
 REPORT_NOTEBOOK = paths.NOTEBOOKS_DIR / "report.ipynb"
 
@@ -77,6 +78,8 @@ def run_report(out_dir: str | Path = "reports", parameters: dict[str, Any] | Non
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(out_dir / "report.ipynb", out_dir / "report.html")
+    check_target(files.notebook, "notebook")  # never over another kind of file, nor a shipped one
+    check_target(files.html, "html")
     files.html.unlink(missing_ok=True)  # a failed run must not leave an older page looking current
     try:
         with _kernel_environment():
@@ -85,5 +88,5 @@ def run_report(out_dir: str | Path = "reports", parameters: dict[str, Any] | Non
     except papermill.PapermillExecutionError as error:
         raise ReportError(f"the report failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
                           f"the executed notebook is kept at {files.notebook}", files.notebook) from error
-    export_html(files.notebook, files.html)
+    export_html(files.notebook, files.html, image_dir=notebook.parent)
     return files

@@ -14,41 +14,21 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .checkpoints import Checkpoint, ModelConfig, build_model, load_checkpoint, save_checkpoint, warm_start
-from .config import RESUME_SAFE, TrainConfig, check_device_name
+from .checkpoints import (Checkpoint, ModelConfig, build_model, load_checkpoint, load_weights, save_checkpoint,
+                          warm_start)
+from .config import RESUME_SAFE, TrainConfig
 from .data import DataSplit, dynamic_binarize, iterate_minibatches, random_occlusion_mask
 from .errors import CheckpointError, ConfigError, InputError, TrainingDiverged
 from .evaluate import heldout_elbo
 from .objectives import free_bits_at, kl_balance_weights, kl_weight, lr_warmup_factor, training_loss
 from .priors import fit_mixture_to_encoder
-from .validate import check_images, check_int
+from .validate import check_images, check_int, resolve_device
 
 # This many skipped updates in a row end the run at once (TrainingDiverged), not at the end of the epoch:
 # a skipped update leaves the weights as they were, so a run whose every update is skipped is stuck.
 DIVERGED_STREAK = 10
 
 __all__ = ["RESUME_SAFE", "TrainConfig", "Trainer", "TrainingDiverged", "resolve_device"]
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> the best accelerator present (cuda, then mps), else the CPU."""
-    if name != "auto":
-        check_device_name(name)
-        device = torch.device(name)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU; use auto or cpu")
-        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-            raise InputError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} "
-                             f"CUDA GPU(s), numbered from 0; use cuda or cuda:0")
-        mps = getattr(torch.backends, "mps", None)
-        if device.type == "mps" and not (mps is not None and mps.is_available()):
-            raise InputError(f"device {name!r} asked for, but this PyTorch sees no Apple GPU (MPS); use auto or cpu")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 class Trainer:
@@ -147,16 +127,22 @@ class Trainer:
         if ckpt.data is not None and ckpt.data != data.describe():
             raise InputError(f"{path} was trained on {ckpt.data}, but the data given is {data.describe()}; "
                              "resume on the same data (the command line restores it by itself)")
+        distributed.check_resume_world_size(ckpt.world_size, distributed.current(), path)
         trainer = cls(ckpt.config, train_config, data, checkpoint_path=kwargs.pop("checkpoint_path", path),
                       warm_start_weights=False, **kwargs)
-        trainer.model.load_state_dict(ckpt.model_state)
-        if trainer.ema is not None:
-            trainer.ema.load_state_dict(ckpt.ema_state)
-        trainer.optimizer.load_state_dict(ckpt.optimizer_state)
-        trainer.scheduler.load_state_dict(ckpt.scheduler_state)
+        load_weights(trainer.model, ckpt.model_state, str(path))
+        try:  # a file whose states do not fit its own model was changed by hand or damaged
+            if trainer.ema is not None:
+                trainer.ema.load_state_dict(ckpt.ema_state)
+            trainer.optimizer.load_state_dict(ckpt.optimizer_state)
+            trainer.scheduler.load_state_dict(ckpt.scheduler_state)
+            trainer.data_rng.set_state(ckpt.rng_state["data"])
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"{path}: the run's saved optimiser, schedule or random state does not fit its model "
+                                  f"({type(error).__name__}: {error}); the file was changed or damaged: restore it, "
+                                  "or start a new run") from None
         trainer.scheduler.T_max = max(1, train_config.epochs)
         trainer.epoch, trainer.step, trainer.history = ckpt.epoch, ckpt.step, list(ckpt.history)
-        trainer.data_rng.set_state(ckpt.rng_state["data"])
         # Rank r > 0 finds its state under "<name>.rank<r>" (a run with as many ranks as this one).
         suffix = f".rank{trainer.dist.rank}" if trainer.dist.rank else ""
         mine = {k.removesuffix(suffix): v for k, v in ckpt.rng_state.items()
@@ -181,7 +167,8 @@ class Trainer:
                           train_config=self.train_config.to_dict(), history=self.history,
                           epoch=self.epoch, step=self.step, optimizer_state=self.optimizer.state_dict(),
                           scheduler_state=self.scheduler.state_dict(), rng_state=rng,
-                          ema_state=None if self.ema is None else self.ema.state_dict(), data=self.data.describe())
+                          ema_state=None if self.ema is None else self.ema.state_dict(), data=self.data.describe(),
+                          world_size=self.dist.world_size)
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -316,8 +303,8 @@ class Trainer:
         until_epoch: stop after this epoch instead, the schedule still spanning all the epochs
         (for a job with a time limit, e.g. on a cluster's queue; `Trainer.resume` continues it).
         """
-        if until_epoch is not None and until_epoch < 1:
-            raise ValueError(f"until_epoch must be >= 1, got {until_epoch}")
+        if until_epoch is not None:
+            check_int(until_epoch, "until_epoch (--stop-after)", minimum=1, error=ConfigError)
         last = self.train_config.epochs if until_epoch is None else min(until_epoch, self.train_config.epochs)
         epochs = range(self.epoch, last)
         bar = tqdm(epochs, desc="training", disable=not self.progress or not self.dist.is_main)

@@ -55,6 +55,58 @@ def check_bool(value: Any, name: str, error: type[InputError] = ConfigError) -> 
     return bool(value)
 
 
+# torch seeds its generators with a 64-bit integer: larger seeds overflow, and a run adds its rank
+# to its seed under torchrun, so seeds stop at 2**63 - 1 (still far more than anyone types).
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(value: Any, name: str = "seed", error: type[InputError] = InputError) -> int:
+    """A random seed: an integer in [0, 2**63 - 1]."""
+    value = check_int(value, name, error=error)
+    if not 0 <= value <= MAX_SEED:
+        raise error(f"{name} must be a whole number from 0 to 2**63 - 1 (torch seeds are 64-bit), got {value}")
+    return value
+
+
+_DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
+
+
+def check_device_name(name: Any) -> None:
+    """A device name torch understands and the kit can run on (availability: resolve_device)."""
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"unknown device {name!r}; {_DEVICE_HINT}") from error
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {name!r} is not one the kit runs on; {_DEVICE_HINT}")
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """'auto' -> the best accelerator present (cuda, then mps), else the CPU; any other name must
+    be a device this machine has (cuda on a CPU-only build is an InputError, not an assertion)."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name != "auto":
+        check_device_name(name)
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU; use auto or cpu")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise InputError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} "
+                             f"CUDA GPU(s), numbered from 0; use cuda or cuda:0")
+        mps = getattr(torch.backends, "mps", None)
+        if device.type == "mps" and not (mps is not None and mps.is_available()):
+            raise InputError(f"device {name!r} asked for, but this PyTorch sees no Apple GPU (MPS); use auto or cpu")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
 MAX_TEMPERATURE = 100.0  # far past where samples are noise; larger ones overflow float32 to NaN
 
 

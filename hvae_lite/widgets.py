@@ -3,7 +3,8 @@
 Each explorer has `.widget` (the container to display), `.figure` (the last Figure drawn),
 `.caption` (what the figure shows, in words), its controls as attributes (set `.value` to drive it
 from code or a test) and `.show()`. Every draw uses a fixed seed, so the same controls always give
-the same picture. Sliders redraw when released, not at every value they pass; a redraw that takes
+the same picture, and the last RENDER_CACHE pictures are kept, so going back to a setting redraws at
+once. Sliders redraw when released, not at every value they pass; a redraw that takes
 over half a second shows "drawing..." beside the controls. Figures are sized for a projector and
 shown as PNG images: that needs no matplotlib backend, and `.show()` in headless mode (env
 HVAE_LITE_HEADLESS=1) also displays the current figure and caption as plain outputs, which
@@ -15,7 +16,8 @@ from __future__ import annotations
 import html
 import io
 import os
-from typing import Mapping
+from collections import OrderedDict
+from typing import Iterator, Mapping
 
 import ipywidgets as widgets
 import torch
@@ -35,6 +37,10 @@ from .validate import check_int, check_model_images
 # the back of a classroom (the static figures in the notebooks use 0.6).
 PROJECTOR_SCALE = 1.2
 DPI = 100
+# Pictures (figure, PNG, caption) kept per explorer, by control values: a class moves back and forth
+# between a few settings, and a kept picture redraws in milliseconds instead of a model pass plus
+# matplotlib (about 0.5 s of one core). A figure of the explorers takes a few hundred kB.
+RENDER_CACHE = 16
 # Shown beside the controls while a redraw runs; the CSS animation delays its appearance by half a
 # second, so quick redraws do not flicker. (Widget state reaches the browser while the kernel
 # is still drawing, so no timer thread is needed.)
@@ -66,9 +72,14 @@ def item_name(model: HVAE) -> str:
 
 class Explorer:
     """Controls above the figure `draw()` returns and the caption `describe()` gives; redrawn when a
-    control's value is set (for a slider: when it is released)."""
+    control's value is set (for a slider: when it is released). A setting drawn before comes from
+    the render cache, with the attributes named in DRAWN as they were."""
+
+    DRAWN: tuple[str, ...] = ()  # attributes draw() sets (e.g. the samples shown), kept with each picture
 
     def __init__(self, controls: list[widgets.Widget]):
+        self.controls = controls
+        self._rendered: OrderedDict[tuple, tuple[Figure, Image, str, dict]] = OrderedDict()
         for control in controls:
             if hasattr(control, "continuous_update"):
                 control.continuous_update = False
@@ -93,13 +104,23 @@ class Explorer:
         raise NotImplementedError
 
     def redraw(self) -> None:
+        key = tuple(control.value for control in self.controls)
+        kept = self._rendered.get(key)
         self.status.value = DRAWING
         try:
-            self.figure = self.draw()
-            self.caption = self.describe()
+            if kept is None:
+                figure = self.draw()
+                kept = (figure, figure_image(figure), self.describe(), {name: getattr(self, name) for name in self.DRAWN})
+                self._rendered[key] = kept
+                if len(self._rendered) > RENDER_CACHE:
+                    self._rendered.popitem(last=False)
+            else:
+                self._rendered.move_to_end(key)
+            self.figure, image, self.caption, drawn = kept
+            vars(self).update(drawn)
             with self.output:
                 self.output.clear_output(wait=True)
-                display(figure_image(self.figure))
+                display(image)
             self.caption_label.value = _caption_html(self.caption)
         finally:
             self.status.value = ""
@@ -122,6 +143,8 @@ class LayerExplorer(Explorer):
     k = 0 gives prior samples (nothing of the digit kept); k = n_latent_layers reconstructions.
     In between, learners see what each layer fixes: class first, then style, then strokes.
     """
+
+    DRAWN = ("samples",)
 
     def __init__(self, model: HVAE, images: Tensor, n_samples: int = 8, seed: int = 0):
         images = check_model_images(model, images, name="images")
@@ -155,6 +178,8 @@ class LayerExplorer(Explorer):
 class ClusterExplorer(Explorer):
     """Pick a component of the mixture prior and a temperature: samples from that component."""
 
+    DRAWN = ("samples",)
+
     def __init__(self, model: HVAE, n_samples: int = 16, seed: int = 0):
         if getattr(getattr(model, "top", None), "mixture", None) is None:
             raise InputError("ClusterExplorer needs a model with a mixture prior (the 'mixture' preset)")
@@ -182,10 +207,17 @@ class ClusterExplorer(Explorer):
 class ImputationExplorer(Explorer):
     """Pick a digit, a kind of occlusion and a number of samples: each model's imputations side by side.
 
-    models: name -> model; conditional models impute in one pass, the others iteratively.
+    models: name -> model; conditional models impute in one pass, the others iteratively (the slow
+    part: 20 pseudo-Gibbs steps of 8 samples take seconds of one core with the default model).
+    Each (digit, occlusion) is imputed once, with the most samples the slider offers, and the
+    slider shows the first n of them; `table` holds these (`precompute()` fills it, and a table
+    from an earlier run of the same models can be given, as the classroom app does).
     """
 
-    def __init__(self, models: Mapping[str, HVAE], images: Tensor, n_steps: int = 20, seed: int = 0):
+    DRAWN = ("mask", "imputations")
+
+    def __init__(self, models: Mapping[str, HVAE], images: Tensor, n_steps: int = 20, seed: int = 0,
+                 table: Mapping[str, Mapping[str, Tensor]] | None = None):
         if not models:
             raise InputError("give at least one model, e.g. {'matryoshka': model}")
         for name, model in models.items():
@@ -198,20 +230,47 @@ class ImputationExplorer(Explorer):
         self.samples_slider = widgets.IntSlider(4, min=1, max=8, description="samples")
         self.mask: Tensor | None = None                   # (1, 1, H, W), 1 = observed
         self.imputations: dict[str, Tensor] = {}          # name -> (1, S, C, H, W)
+        # "digit/occlusion" -> name -> (1, samples_slider.max, C, H, W), on the CPU
+        self.table: dict[str, dict[str, Tensor]] = {key: dict(value) for key, value in (table or {}).items()}
         super().__init__([self.digit_slider, self.mask_dropdown, self.samples_slider])
 
+    def _mask(self, kind: str) -> Tensor:
+        """The occlusion of `kind` (1, 1, H, W); seeded, so 'squares' hides the same squares every time."""
+        return occlusion_mask(kind, 1, self.images.shape[-1], generator=torch.Generator().manual_seed(self.seed))
+
+    def keys(self) -> Iterator[tuple[int, str]]:
+        """Every (digit, occlusion) the controls can ask for."""
+        return ((digit, kind) for digit in range(len(self.images)) for kind in self.mask_dropdown.options)
+
+    def completions(self, digit: int, kind: str) -> dict[str, Tensor]:
+        """Each model's imputations of `digit` under `kind`: name -> (1, samples_slider.max, C, H, W),
+        computed on first use and kept in `table`."""
+        key = f"{digit}/{kind}"
+        if key not in self.table:
+            x, mask, n = self.images[digit:digit + 1], self._mask(kind), self.samples_slider.max
+            self.table[key] = {
+                name: (impute_conditional(model, x, mask, n, binary=False, seed=self.seed)
+                       if model.config.conditional else
+                       impute_iterative(model, x, mask, self.n_steps, n, binary=False, seed=self.seed)).cpu()
+                for name, model in self.models.items()}
+        return self.table[key]
+
+    def precompute(self, progress: bool = False) -> dict[str, dict[str, Tensor]]:
+        """Fill `table` for every digit and occlusion (the first move of any control is then quick)."""
+        keys = list(self.keys())
+        if progress:
+            from tqdm.auto import tqdm
+            keys = tqdm(keys, desc="imputations")
+        for digit, kind in keys:
+            self.completions(digit, kind)
+        return self.table
+
     def draw(self) -> Figure:
-        x = self.images[self.digit_slider.value:self.digit_slider.value + 1]
-        generator = torch.Generator().manual_seed(self.seed)
-        self.mask = occlusion_mask(self.mask_dropdown.value, 1, x.shape[-1], generator=generator)
-        n = self.samples_slider.value
-        self.imputations = {
-            name: (impute_conditional(model, x, self.mask, n, binary=False, seed=self.seed)
-                   if model.config.conditional else
-                   impute_iterative(model, x, self.mask, self.n_steps, n, binary=False, seed=self.seed))
-            for name, model in self.models.items()}
-        return plots.imputation_grid(x.cpu(), self.mask, {name: samples.cpu() for name, samples in
-                                                          self.imputations.items()}, scale=PROJECTOR_SCALE)
+        digit, kind, n = self.digit_slider.value, self.mask_dropdown.value, self.samples_slider.value
+        x = self.images[digit:digit + 1]
+        self.mask = self._mask(kind)
+        self.imputations = {name: samples[:, :n] for name, samples in self.completions(digit, kind).items()}
+        return plots.imputation_grid(x.cpu(), self.mask, self.imputations, scale=PROJECTOR_SCALE)
 
     def describe(self) -> str:
         missing, pixels = int((1 - self.mask).sum()), self.mask[0, 0].numel()

@@ -56,3 +56,28 @@ def test_show_headless_gives_every_figure_as_a_plain_image(classroom):
     finally:
         InteractiveShell.clear_instance()
     assert sum("image/png" in out.data for out in captured.outputs) == 3
+
+
+def test_precomputed_imputations_are_kept_for_the_next_kernel(monkeypatch, tmp_path):
+    from hvae_lite import widgets
+
+    monkeypatch.setattr(app, "load_or_train", lambda name, **kwargs: _Tiny(name))
+    first = app.ClassroomApp(fast=True, cache_dir=tmp_path)
+    assert first.precompute(progress=False) == first.cache_file and first.cache_file.parent == tmp_path
+    table = first.explorers["imputation"].table
+    assert len(table) == 10 * len(first.explorers["imputation"].mask_dropdown.options)
+    # The next kernel (same models, digits and settings) reads the file and imputes nothing.
+    monkeypatch.setattr(widgets, "impute_iterative", lambda *a, **k: pytest.fail("imputed again"))
+    monkeypatch.setattr(widgets, "impute_conditional", lambda *a, **k: pytest.fail("imputed again"))
+    second = app.ClassroomApp(fast=True, cache_dir=tmp_path)
+    assert second.cache_file == first.cache_file
+    explorer = second.explorers["imputation"]
+    explorer.digit_slider.value, explorer.mask_dropdown.value = 7, "squares"
+    assert torch.equal(explorer.imputations["iterative"], table["7/squares"]["iterative"][:, :4])
+
+
+def test_the_app_server_culls_idle_kernels_and_runs_one_thread_each():
+    command = app.voila_command(port=9999)
+    assert command[1:3] == ["-m", "voila"] and command[3].endswith("app.ipynb") and "--port=9999" in command
+    assert "--MappingKernelManager.cull_idle_timeout=600" in command and "--MappingKernelManager.cull_connected=False" in command
+    assert app.KERNEL_ENV["OMP_NUM_THREADS"] == "1"

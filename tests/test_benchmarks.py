@@ -1,6 +1,5 @@
 """Smoke tests of the benchmark scripts in their --quick configuration (tiny models, a few digits)."""
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -8,7 +7,6 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import quality  # noqa: E402
 import speed  # noqa: E402
 from hvae_lite.config import get_preset  # noqa: E402
 from hvae_lite.model import HVAE  # noqa: E402
@@ -27,20 +25,24 @@ def test_plain_loop_computes_the_kits_loss(overrides):
     torch.testing.assert_close(plain, kit)
 
 
-def test_quality_quick_writes_a_row_per_variant(tmp_path):
-    out = tmp_path / "quality.json"
-    result = quality.main(["--quick", "--only", "mlp-vae", "matryoshka", "depth-2", "--depths", "2",
-                           "--k", "3", "--n-iwae", "4", "--out", str(out), "--run-dir", str(tmp_path / "runs")])
-    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(result["rows"]))
+def test_ablations_quick_pairs_every_contrast_over_seeds(tmp_path, monkeypatch):
+    import ablations
+    monkeypatch.setattr(ablations, "CACHE", tmp_path / "runs")
+    result = ablations.main(["--quick", "--out", str(tmp_path / "ablations.json")])
     rows = {row["variant"]: row for row in result["rows"]}
-    assert list(rows) == ["mlp-vae", "matryoshka", "depth-2"]
-    assert len(rows["mlp-vae"]["kl_per_layer"]) == 1
-    assert len(rows["matryoshka"]["kl_per_layer"]) == get_preset("tiny").n_latent_layers
-    assert len(rows["depth-2"]["active_units"]) == 3  # top vector + 2 maps
-    for row in rows.values():
-        assert math.isfinite(row["elbo"]) and row["elbo"] < 0
-        assert math.isfinite(row["nll_iwae"]) and row["nll_iwae_stderr"] > 0
-        assert row["epochs"] == 1
+    assert set(rows) == set(ablations.study(quick=True))
+    assert rows["matryoshka"]["seeds"] == [0, 1, 2] and rows["depth-2"]["seeds"] == [0]
+    contrasts = {c["contrast"]: c for c in result["contrasts"]}
+    path = contrasts["deterministic path"]["nll"]
+    assert [s["seed"] for s in path["per_seed"]] == [0, 1, 2]
+    assert path["difference"] == pytest.approx(sum(s["difference"] for s in path["per_seed"]) / 3)
+    assert path["verdict"] in ("better", "worse", "not distinguishable")
+    per_digit = json.loads((tmp_path / "ablations_quick_per_digit.json").read_text())
+    a, b = per_digit["matryoshka-s0"]["nll"], per_digit["no-td-path-s0"]["nll"]
+    assert path["per_seed"][0]["difference"] == pytest.approx(sum(x - y for x, y in zip(a, b)) / len(a), abs=1e-2)
+    # A one-seed contrast (depth) carries the full model's seed spread in its standard error.
+    depth = contrasts["10 latent maps vs 2"]["nll"]
+    assert depth["seeds"] == [0] and depth["stderr"] > depth["per_seed"][0]["stderr"]
 
 
 def test_speed_quick_measures_every_column(tmp_path):
@@ -57,30 +59,30 @@ def test_speed_quick_measures_every_column(tmp_path):
 def test_shipped_quick_scores_every_model_and_pairs_them(tmp_path):
     import shipped
     result = shipped.main(["--quick", "--out", str(tmp_path / "shipped.json"), "--cache", str(tmp_path / "cache")])
-    assert set(result["models"]) == {"matryoshka", "matryoshka-ar", "mixture", "mlp-vae"}
+    assert set(result["models"]) == {"matryoshka", "matryoshka-standard-prior", "mixture", "mlp-vae"}
     for name, row in result["models"].items():
         assert row["nll_iwae"] > 0 and row["nll_iwae_stderr"] > 0 and row["n_images"] == 20
         assert len(row["in_use"]) == len(row["kl_per_layer"])
-        assert set(row["samples"]) == {"1", "0.8"}
+        assert set(row["samples"]) == set(shipped.SAMPLE_SETTINGS)
         assert 0 <= row["samples"]["1"]["confident_fraction"] <= 1
-    assert set(result["paired"]) == {"matryoshka - mlp-vae", "matryoshka-ar - matryoshka", "mixture - matryoshka"}
+    assert set(result["paired"]) == {"matryoshka - mlp-vae", "matryoshka - matryoshka-standard-prior",
+                                     "mixture - matryoshka"}
     per_digit = json.loads((tmp_path / "per_digit_quick.json").read_text())
     a, b = per_digit["matryoshka"], per_digit["mlp-vae"]
     expected = sum(x - y for x, y in zip(a, b)) / len(a)
     assert result["paired"]["matryoshka - mlp-vae"]["nll_difference"] == pytest.approx(expected)
-    assert 0 <= result["models"]["mixture"]["mixture"]["clustering_accuracy"] <= 1
     assert result["models"]["matryoshka"]["k_gap"]["k_big"] > result["models"]["matryoshka"]["k_gap"]["k_small"]
 
 
-def test_ar_head_quick_pairs_every_variant_with_the_default(tmp_path):
-    import ar_head
-    result = ar_head.main(["--quick", "--names", ar_head.SHIPPED, "2 layers, k7-w64, frozen body",
-                           "--out", str(tmp_path / "ar_head.json"), "--runs", str(tmp_path / "runs")])
-    shipped, frozen = result["rows"]
-    assert (shipped["ar_layers"], shipped["ar_kernel"]) == (1, 3) and (frozen["ar_layers"], frozen["ar_kernel"]) == (2, 7)
-    assert frozen["body_lr"] == 1e-6 and frozen["gain_stderr"] > 0
-    assert frozen["elbo_gain_over_default"] == pytest.approx(frozen["elbo"] - result["default_elbo"][0], abs=1e-6)
-    assert len(frozen["in_use"]) == len(frozen["kl_per_layer"])
+def test_class_structure_quick_scores_a_mixture_and_its_baselines(tmp_path):
+    import class_structure
+    result = class_structure.main(["--quick", "--shipped", "mixture", "--out", str(tmp_path / "cs.json")])
+    row = result["models"]["mixture"]
+    assert 0 <= row["clustering_accuracy"] <= 1 and 0 <= row["clustering_accuracy_expected"] <= 1
+    assert sorted(int(k) for k in row["class_kept"]) == [k for k in class_structure.KEEPS if k <= 5]
+    for name, runs in row["baselines"].items():
+        assert len(runs) == len(class_structure.SEEDS) and all(0 <= r <= 1 for r in runs), name
+    assert json.loads((tmp_path / "class_structure_quick.json").read_text())["models"]["mixture"] == row
 
 
 def test_imputation_quick_scores_every_kind(tmp_path):

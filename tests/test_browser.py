@@ -4,12 +4,15 @@ Starts JupyterLab (and then Voila) on 127.0.0.1 with a random token and a free p
 in a temporary workspace holding output-free copies of the notebooks, and drives Debian's Chromium
 with Playwright: for notebooks 05, 06 and 07 it runs all cells, moves every slider and dropdown of
 the explorer and checks that the figure changed, that no cell shows an error and that the browser
-console logged no error; in the app it moves a control on every tab. One screenshot per page goes
+console logged no error; in the app it moves a control on every tab. The load test opens the app in LOAD_SESSIONS pages at once, each moving a control on
+every tab (`benchmarks/app_load.py`: redraw latency and kernel memory, written to
+reports/browser/app_load.json), then lets the pages vanish and waits for the server to cull their
+kernels. The report's formulas are checked as Chromium lays them out, offline. One screenshot per page goes
 to reports/browser/ (gitignored). The servers are stopped whatever happens.
 
 Needs Chromium and the `playwright` package (`pip install -e ".[dev]"`; never `playwright install`,
 which downloads browsers). Without them the test skips, except in CI (env CI=true), where it fails.
-About 2 minutes on a busy 2-core machine.
+About 4 minutes on a busy 2-core machine.
 """
 import json
 import os
@@ -27,7 +30,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from hvae_lite import app
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import app_load  # noqa: E402
 SCREENSHOTS = ROOT / "reports" / "browser"
 # Each notebook and the controls of its explorer: layers (digit, k, temperature), classes (component,
 # temperature), imputation (digit, samples; the occlusion dropdown).
@@ -42,6 +49,7 @@ HOW_TO_ENABLE = ('install Chromium (Debian/Ubuntu: `sudo apt-get install chromiu
 SERVER_START_S = 120
 NOTEBOOK_RUN_S = 420  # generous: seconds on an idle machine, minutes when its cores are shared
 REDRAW_S = 60
+LOAD_SESSIONS = 10  # students at once in the load test
 # Voila's page template links Font Awesome from a CDN; without a network (CI, an offline classroom)
 # that stylesheet fails to load and the page has no icons, which the explorers do not use. The one
 # console error tolerated, and only for that URL.
@@ -192,8 +200,12 @@ def lab(request, workspace):
 
 @pytest.fixture(scope="module")
 def voila(request, workspace):
-    return _server(request, workspace, [sys.executable, "-m", "voila", APP, "--no-browser", "--Voila.ip=127.0.0.1",
-                                        "--Voila.port_retries=0"], "--Voila.token", "voila")
+    root, jupyter, env = workspace
+    server = Server([sys.executable, "-m", "voila", APP, "--no-browser", "--Voila.ip=127.0.0.1", "--Voila.port_retries=0",
+                     *app.VOILA_OPTIONS], "--Voila.token", root, dict(env, **app.KERNEL_ENV), jupyter / "voila.log")
+    request.addfinalizer(server.stop)
+    server.wait_until_up()
+    return server
 
 
 def _figure(explorer) -> str:
@@ -282,6 +294,56 @@ def test_notebook_explorer_in_jupyterlab(lab, page, notebook):
     _shut_down_kernels(lab)
 
 
+def _formulas(notebook: Path) -> list[str]:
+    """The LaTeX of every formula in the notebook's markdown cells, in order (export.render_math's rules)."""
+    from hvae_lite.export import _CODE, _DISPLAY_MATH, _INLINE_MATH
+
+    formulas = []
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for part in _CODE.split(cell.source):
+                if not _CODE.fullmatch(part):
+                    formulas += [m.group(1) for m in _DISPLAY_MATH.finditer(part)]
+                    formulas += [m.group(1) for m in _INLINE_MATH.finditer(_DISPLAY_MATH.sub("", part))]
+    return formulas
+
+
+def test_report_formulas_render_offline(browser, tmp_path):
+    """Every formula of the exported report is typeset by Chromium: a <math> element with a size and
+    the formula's text inside it (nbconvert's embed_images once left them empty), with the network off."""
+    import bs4
+    from latex2mathml.converter import convert
+
+    from hvae_lite.export import export_html
+    from hvae_lite.report import REPORT_NOTEBOOK
+
+    html = export_html(REPORT_NOTEBOOK, tmp_path / "report.html")
+    expected = [bs4.BeautifulSoup(convert(latex.strip()), "html.parser").get_text() for latex in _formulas(REPORT_NOTEBOOK)]
+    assert "−logp(xmissing∣xobserved)" in expected  # the imputation section's formula
+    context = browser.new_context(offline=True)
+    fetched = []
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                  else (fetched.append(route.request.url), route.abort()))
+    page = context.new_page()
+    try:
+        page.goto(html.as_uri())
+        rendered = page.evaluate("""() => [...document.querySelectorAll('math')].map(m => {
+            const box = m.getBoundingClientRect();
+            return {text: m.textContent.replace(/\\s+/g, ''), width: box.width, height: box.height,
+                    children: m.children.length};
+        })""")
+        if len(rendered) > 0:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.locator("math").last.scroll_into_view_if_needed()
+            page.screenshot(path=SCREENSHOTS / "report-formulas.png")
+    finally:
+        context.close()
+    assert [formula["text"] for formula in rendered] == [text.replace(" ", "") for text in expected]
+    for formula in rendered:
+        assert formula["children"] > 0 and formula["width"] > 0 and formula["height"] > 0, formula
+    assert fetched == [], f"the report fetched {fetched}"
+
+
 def test_classroom_app_in_voila(voila, page):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{voila.url}/?token={voila.token}", timeout=NOTEBOOK_RUN_S * 1000)
@@ -297,3 +359,20 @@ def test_classroom_app_in_voila(voila, page):
         if i == 0:
             page.screenshot(path=SCREENSHOTS / "app.png")
     assert page.errors == [], "the browser console logged errors:\n" + "\n".join(page.errors)
+    assert len(app_load.kernels(voila.process)) == 1  # one kernel per page (the load test culls them)
+
+
+def test_the_app_serves_a_class_and_culls_the_kernels_of_vanished_pages(chromium, workspace):
+    """LOAD_SESSIONS pages at once, each moving a control on every tab; every move redraws, then the
+    pages vanish (closed without telling the server) and the server culls their idle kernels.
+    Fast mode (tiny models): the numbers for the shipped models are benchmarks/results/app_load.json."""
+    _, _, env = workspace
+    result = app_load.measure(sessions=LOAD_SESSIONS, moves=3, vanish=True, cull_after=10, chromium=chromium,
+                              env=env, timeout_s=NOTEBOOK_RUN_S)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / "app_load.json").write_text(json.dumps(result, indent=2) + "\n")
+    assert result["page_errors"] == []
+    assert result["redraw_s"]["n"] == LOAD_SESSIONS * 3 and result["redraw_s"]["max"] < REDRAW_S
+    assert result["memory_mb"]["peak_kernels"] == LOAD_SESSIONS  # one kernel per page, all alive together
+    assert result["after_close"] == {"vanished": True, "kernels_left": 0,
+                                     "seconds_until_gone": result["after_close"]["seconds_until_gone"]}

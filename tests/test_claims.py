@@ -39,3 +39,11 @@ def test_markdown_dedents_formatted_text():
     assert rendered._repr_markdown_() == "The ELBO is **-90.3 nats**.\n  - indented item"
     with pytest.raises(TypeError):
         markdown(3.0)
+
+
+def test_a_claim_on_the_results_files_is_checked_in_fast_mode_too(capsys, monkeypatch):
+    monkeypatch.setenv("HVAE_LITE_FAST", "1")
+    claim(True, "the study's verdict", results_only=True)
+    assert "[checked] the study's verdict" in capsys.readouterr().out
+    with pytest.raises(ClaimError, match="the study's verdict"):
+        claim(False, "the study's verdict", results_only=True)

@@ -18,8 +18,8 @@ def test_default_preset_has_the_authors_hierarchy():
     config = get_preset("matryoshka")
     assert config.n_latent_layers == 11 >= 10  # the top vector + 10 latent maps
     assert config.resolutions == [7] * 5 + [14] * 5
-    assert (config.top_latent_dim, config.latent_channels, config.width) == (32, 4, 32)
-    assert get_preset("matryoshka-64") == config.replace(width=64)  # the author's width
+    assert (config.top_latent_dim, config.latent_channels, config.width) == (32, 4, 64)  # the author's width
+    assert get_preset("matryoshka-32") == config.replace(width=32)  # the study's and the quick recipe's
 
 
 def test_preset_variants_differ_where_named():
@@ -32,7 +32,7 @@ def test_preset_variants_differ_where_named():
 
 def test_get_preset_overrides_and_errors():
     assert get_preset("matryoshka", width=8).width == 8
-    assert PRESETS["matryoshka"].width == 32  # overrides never mutate the preset
+    assert PRESETS["matryoshka"].width == 64  # overrides never mutate the preset
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         get_preset("nope")
     with pytest.raises(ValueError, match=r"unknown config fields: \['widht'\]; the fields are \['latent_spec'"):

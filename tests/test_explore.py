@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from hvae_lite.config import get_preset
-from hvae_lite.explore import component_samples, layer_resamples, seeded, top_latent_embedding
+from hvae_lite.data import fixed_binarize
+from hvae_lite.explore import component_samples, layer_resamples, seeded, top_latent_embedding, top_latent_pca
 from hvae_lite.model import HVAE
 
 
@@ -61,6 +62,17 @@ def test_top_latent_embedding_is_deterministic_pca(trained_tiny, digits):
     assert torch.allclose(points.mean(0), torch.zeros(2), atol=1e-5)
     assert points[:, 0].var() >= points[:, 1].var()  # the first axis carries the most variance
     assert torch.allclose(points, top_latent_embedding(trained_tiny, digits), atol=1e-5)
+
+
+def test_top_latent_pca_gives_each_axis_its_share_of_the_variance(trained_tiny, digits):
+    embedding = top_latent_pca(trained_tiny, digits)
+    assert torch.allclose(embedding.points, top_latent_embedding(trained_tiny, digits))
+    first, second = embedding.variance_share
+    means = trained_tiny.encode_top(fixed_binarize(digits, 0)).mean.double()
+    total = means.var(0).sum().item()  # the variance of the means summed over all dimensions
+    assert first == pytest.approx(embedding.points[:, 0].double().var().item() / total, rel=1e-4)
+    assert second == pytest.approx(embedding.points[:, 1].double().var().item() / total, rel=1e-4)
+    assert 1 >= first >= second > 0 and first + second <= 1 + 1e-9
 
 
 def test_class_kept_counts_the_judges_agreement_per_image(trained_tiny, embedded):

@@ -112,12 +112,10 @@ def test_save_killed_midway_keeps_the_old_file_and_the_next_save_cleans_up(tmp_p
 def test_write_failures_are_checkpoint_errors_and_keep_the_old_file(tmp_path, monkeypatch, target, code, words):
     path = tmp_path / "run.pt"
     before = _small_checkpoint(path)
-    module, name = target.split(".")
-
     def fail(*args, **kwargs):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(getattr(checkpoints, module), name, fail)
+    monkeypatch.setattr(target, fail)
     with pytest.raises(CheckpointError, match=f"cannot write .*run.pt: {words} \\(the previous file there is unchanged\\)"):
         save_checkpoint(load_checkpoint(path), path)
     monkeypatch.undo()

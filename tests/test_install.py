@@ -1,9 +1,12 @@
 """The kit installs like a library: a wheel installed outside the source tree finds the shipped checkpoints
-and writes nothing into site-packages (runs and downloads go to the user's cache folder).
+and writes nothing into site-packages (runs and downloads go to the user's cache folder); its command
+line works from any folder: `report` (its notebook is package data), and `evaluate`/`sample` with a
+shipped model's name.
 
 Builds a wheel of this checkout, installs it (no dependencies) into a fresh virtual environment that
 borrows the running environment's packages through a .pth file (so torch is never downloaded), and
-from a temporary directory loads a shipped checkpoint and draws one figure. About 15 s.
+from a temporary directory loads a shipped checkpoint and draws one figure, then runs the commands.
+About 1 to 2 minutes (the report, in fast mode, is most of it).
 """
 import json
 import os
@@ -78,3 +81,41 @@ def test_installed_wheel_loads_a_shipped_checkpoint_outside_the_source_tree(inst
         assert Path(where[key]).is_relative_to(tmp_path / "cache"), (key, where[key])
         assert not Path(where[key]).is_relative_to(site), (key, where[key])
     assert (tmp_path / "samples.png").stat().st_size > 1000
+
+
+def _outside_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a user of the installed package: no source tree on the path, a private cache."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "HVAE_LITE_FAST", "HVAE_LITE_DATA")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    env["MPLBACKEND"] = "Agg"
+    # nbconvert's templates are data files, in <prefix>/share/jupyter of the environment that installed
+    # nbconvert: here the borrowed one (a real install puts them in the venv's own share/jupyter).
+    env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")
+    return env
+
+
+def test_installed_wheel_runs_the_report_from_any_folder(installed_python, tmp_path):
+    """`python -m hvae_lite report` executes the notebook installed with the package (fast mode)."""
+    env = dict(_outside_env(tmp_path), HVAE_LITE_FAST="1")
+    run = subprocess.run([str(installed_python), "-m", "hvae_lite", "report", "--out", "out", "--quiet"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "<math" in html and html.count("data:image/png;base64,") >= 8
+    where = subprocess.run([str(installed_python), "-c", "from hvae_lite import paths; print(paths.NOTEBOOKS_DIR)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).is_relative_to(installed_python.parent.parent) and (Path(where) / "report.ipynb").is_file()
+
+
+@pytest.mark.skipif("matryoshka" not in SHIPPED, reason="no shipped default checkpoint in data/checkpoints/")
+def test_installed_wheel_evaluates_and_samples_a_shipped_model_by_name(installed_python, tmp_path):
+    env = _outside_env(tmp_path)
+    evaluate = subprocess.run([str(installed_python), "-m", "hvae_lite", "evaluate", "matryoshka", "--k", "2",
+                               "--n-images", "3", "--chunk", "1", "--quiet"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    assert json.loads(evaluate.stdout)["n_images"] == 3
+    sample = subprocess.run([str(installed_python), "-m", "hvae_lite", "sample", "matryoshka", "--n", "4", "--out",
+                             "s.png"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    assert (tmp_path / "s.png").stat().st_size > 1000

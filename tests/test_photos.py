@@ -4,6 +4,7 @@ import math
 import shutil
 import socket
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +172,24 @@ def test_the_command_line_trains_and_evaluates_on_the_photos(tmp_path, capsys):
     assert main(["evaluate", str(out), "--k", "2", "--n-images", "4", "--quiet"]) == 0
     metrics = __import__("json").loads(capsys.readouterr().out)
     assert metrics["n_images"] == 4 and 0 < metrics["bits_per_dim"] < 9
+
+
+def test_notebook_9_parameters_are_checked_against_the_held_out_patches(split, monkeypatch):
+    import nbformat
+
+    from hvae_lite.errors import InputError
+    from hvae_lite.parameters import NOTEBOOKS, check_parameters
+
+    monkeypatch.setenv("HVAE_LITE_FAST", "1")  # check_parameters writes the mode it resolves: restored after
+    names = list(NOTEBOOKS["09_natural_images"])
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "09_natural_images.ipynb"
+    cells = nbformat.read(notebook, as_version=4).cells
+    parameters = [cell for cell in cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(parameters) == 1 and [line.split("=")[0].strip() for line in parameters[0].source.splitlines()] == names
+    given = dict.fromkeys(names)
+    full = check_parameters("09_natural_images", **{**given, "FAST": False, "SEED": 0})
+    assert (full.N_SHOW, full.N_EVAL, full.N_AR_SAMPLES, full.N_STEPS) == (16, len(split.test_images), 4, 30)
+    fast = check_parameters("09_natural_images", **{**given, "FAST": True, "SEED": 0})
+    assert fast.N_EVAL == 20 and fast.N_AR_SAMPLES == 1
+    with pytest.raises(InputError, match="N_EVAL"):  # more patches than are held out
+        check_parameters("09_natural_images", **{**given, "FAST": False, "SEED": 0, "N_EVAL": len(split.test_images) + 1})

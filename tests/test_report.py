@@ -69,8 +69,9 @@ def test_unknown_parameter_is_refused_before_running(tmp_path):
 def test_check_parameters_knows_the_notebook_parameters():
     check_parameters({"PRESET": "matryoshka", "DEPTH": 4, "AR": True, "EPOCHS": 2, "SEED": 1, "USE_CHECKPOINTS": False,
                       "DATA": "embedded"})
-    with pytest.raises(ValueError, match="FAST"):
-        check_parameters({"FAST": True})  # fast mode comes from the environment, not a parameter
+    check_parameters({"FAST": True})  # FAST decides the mode (hvae_lite.parameters)
+    with pytest.raises(ValueError, match="FASTER"):
+        check_parameters({"FASTER": True})
 
 
 def test_parse_value_reads_literals_else_strings():
@@ -94,6 +95,26 @@ def test_export_html_is_offline_even_with_maths_and_widgets(tmp_path):
     assert not EXTERNAL.search(html), EXTERNAL.search(html).group(0)
 
 
+def test_export_html_keeps_inline_mathml_whole_and_still_embeds_markdown_images(tmp_path):
+    """nbconvert's embed_images used to close every inline tag at once: <math></math> then loose text."""
+    import base64
+
+    import bs4
+
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    (tmp_path / "dot.png").write_bytes(base64.b64decode(png))
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "The bound $\\log p(x \\mid z)$ and <span class='note'>a <b>bold</b> word <img src='dot.png'></span>\n\n"
+        "![a dot](dot.png)")])
+    nbformat.write(notebook, tmp_path / "n.ipynb")
+    soup = bs4.BeautifulSoup(export_html(tmp_path / "n.ipynb", tmp_path / "n.html").read_text(), "html.parser")
+    (math,) = soup.find_all("math")
+    assert math.get_text() == "logp(x\u2223z)" and len(math.find_all("mi")) == 4
+    assert soup.find("span", class_="note").find("b").get_text() == "bold"
+    sources = [img["src"] for img in soup.find_all("img")]
+    assert sources == [f"data:image/png;base64,{png}"] * 2  # the inline <img> and the Markdown image
+
+
 def test_render_math_turns_formulas_into_mathml_and_leaves_code_and_prices_alone():
     text = ("Inline $\\mathrm{KL}(q \\| p)$ and\n$$h_i = h_{i-1} + g_i([h_{i-1}, z_i])$$\n"
             "code `x = $a$` and prices $5 and $6.")
@@ -112,6 +133,8 @@ def test_the_report_html_shows_typeset_formulas_not_latex_source(tmp_path):
     n_formulas = sum(cell.source.count("$") for cell in nbformat.read(REPORT_NOTEBOOK, as_version=4).cells
                      if cell.cell_type == "markdown") // 2
     assert n_formulas > 0 and html.count("<math") >= n_formulas
+    import bs4  # each formula holds its content (tests/test_browser.py checks that Chromium typesets it)
+    assert all(math.find() and math.get_text() for math in bs4.BeautifulSoup(html, "html.parser").find_all("math"))
     assert not re.search(r"\$[^$<>\n]*\\(mathrm|log|mid|sum|frac)", html)  # no LaTeX source left over
 
 

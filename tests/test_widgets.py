@@ -88,10 +88,11 @@ def test_imputation_explorer_uses_the_right_method_per_model(trained_tiny, digit
     mask = occlusion_mask("top", 1)
     assert torch.equal(explorer.mask, mask)
     x = digits[1:2]
+    # Imputed once with the most samples the slider offers (8); the slider shows the first 2.
     assert torch.equal(explorer.imputations["iterative"],
-                       impute_iterative(trained_tiny, x, mask, 2, 2, binary=False, seed=0))
+                       impute_iterative(trained_tiny, x, mask, 2, 8, binary=False, seed=0)[:, :2])
     assert torch.equal(explorer.imputations["conditional"],
-                       impute_conditional(conditional, x, mask, 2, binary=False, seed=0))
+                       impute_conditional(conditional, x, mask, 8, binary=False, seed=0)[:, :2])
     assert len(explorer.figure.axes) == 1 * (2 + 2 + 2)
     with pytest.raises(ValueError, match="at least one model"):
         ImputationExplorer({}, digits[:1])
@@ -124,7 +125,7 @@ def test_drawing_state_shows_while_a_redraw_runs_and_clears_after(trained_tiny, 
 
     monkeypatch.setattr(explorer, "draw", failing_draw)
     with pytest.raises(RuntimeError):
-        explorer.digit_slider.value = 0
+        explorer.k_slider.value = 0  # a setting not drawn before (a drawn one comes from the render cache)
     assert explorer.status.value == ""  # a failed redraw does not leave "drawing..." up
 
 
@@ -156,3 +157,29 @@ def test_show_headless_also_gives_the_caption(trained_tiny, digits, shell):
         explorer.show(headless=True)
     html = [out.data["text/html"] for out in captured.outputs if "text/html" in out.data and "image/png" not in out.data]
     assert any(explorer.caption.split(".")[0] in text for text in html)
+
+
+def test_a_setting_drawn_before_comes_back_from_the_render_cache(trained_tiny, digits, monkeypatch):
+    explorer = LayerExplorer(trained_tiny, digits[:2], n_samples=2)
+    first_figure, first_samples = explorer.figure, explorer.samples
+    explorer.digit_slider.value = 1
+    assert explorer.figure is not first_figure
+    monkeypatch.setattr(explorer, "draw", lambda: pytest.fail("drawn again"))
+    explorer.digit_slider.value = 0  # back: the kept picture, and the samples it shows
+    assert explorer.figure is first_figure and explorer.samples is first_samples
+    assert explorer.caption.startswith("Left, framed: digit 0.")
+
+
+def test_imputations_are_computed_once_per_digit_and_occlusion_and_can_be_given(trained_tiny, digits, monkeypatch):
+    from hvae_lite import widgets
+
+    explorer = ImputationExplorer({"iterative": trained_tiny}, digits[:2], n_steps=1)
+    table = explorer.precompute()
+    assert sorted(table) == sorted(f"{d}/{kind}" for d in range(2) for kind in explorer.mask_dropdown.options)
+    assert table["1/top"]["iterative"].shape == (1, 8, 1, 28, 28)
+    monkeypatch.setattr(widgets, "impute_iterative", lambda *a, **k: pytest.fail("imputed again"))
+    explorer.samples_slider.value, explorer.mask_dropdown.value = 3, "top"
+    assert torch.equal(explorer.imputations["iterative"], table["0/top"]["iterative"][:, :3])
+    given = ImputationExplorer({"iterative": trained_tiny}, digits[:2], n_steps=1, table=table)  # nothing imputed
+    given.digit_slider.value = 1
+    assert torch.equal(given.imputations["iterative"], table["1/bottom"]["iterative"][:, :4])

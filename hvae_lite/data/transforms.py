@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..validate import check_int
+from ..validate import check_images, check_int, check_seed
 
 
 def dynamic_binarize(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -18,7 +18,10 @@ def dynamic_binarize(images: Tensor, generator: torch.Generator | None = None) -
 def fixed_binarize(images: Tensor, seed: int = 0) -> Tensor:
     """Bernoulli(images) from a private generator seeded with `seed`, so evaluation always sees
     the same binary pixels, whatever the global RNG state. Each pixel's draw depends on its
-    position in `images`, so binarise the whole evaluation set at once."""
+    position in `images`, so binarise the whole evaluation set at once. images: (B, ...) float
+    pixel probabilities in [0, 1] (a tensor or a numpy array)."""
+    images = check_images(images, name="images", shape=tuple(getattr(images, "shape", (0,))[1:]))
+    check_seed(seed, "seed")
     generator = torch.Generator(device=images.device).manual_seed(seed)
     return torch.bernoulli(images, generator=generator)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from .. import paths
+from .. import files, paths
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError()"
@@ -69,7 +69,8 @@ def generate(solutions_dir: Path = SOLUTIONS_DIR, student_dir: Path = STUDENT_DI
     written = []
     for path in solution_paths(solutions_dir):
         target = student_dir / path.name
-        nbformat.write(student_notebook(nbformat.read(path, as_version=4)), target)
+        text = nbformat.writes(student_notebook(nbformat.read(path, as_version=4)))
+        files.write_text(target, text if text.endswith("\n") else text + "\n", "notebook")  # as nbformat.write, atomically
         written.append(target)
     return written
 
