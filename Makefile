@@ -65,7 +65,8 @@ checkpoints: $(STAMP)
 
 # Rerun the benchmarks (quality: hours on 2 cores, cached under runs/bench/; speed: minutes).
 bench: $(STAMP)
-	PYTHONPATH=$(CURDIR) nice -n 5 $(PY) benchmarks/quality.py
+	PYTHONPATH=$(CURDIR) nice -n 5 $(PY) benchmarks/ablations.py --runs matryoshka no-td-path no-merge --seeds 0 1 2
+	PYTHONPATH=$(CURDIR) nice -n 5 $(PY) benchmarks/ablations.py --runs ar-head ar-control --seeds 0 --assemble
 	PYTHONPATH=$(CURDIR) nice -n 5 $(PY) benchmarks/speed.py
 
 clean:

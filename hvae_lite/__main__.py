@@ -289,7 +289,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command; returns the exit code: 0, 1 on any error (with a message on stderr), 2 for
-    arguments argparse rejects, 130 when training was interrupted with Ctrl-C."""
+    arguments argparse rejects, 130 when training was interrupted with Ctrl-C, 143 when stopped by SIGTERM."""
     args = build_parser({"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
                          "report": cmd_report}).parse_args(argv)
     try:
@@ -301,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # a file the command reads or writes: say which and why
         where = f" {error.filename}" if error.filename else ""
         print(f"error: cannot access{where}: {error.strerror or error}", file=sys.stderr)
+    except distributed.Terminated:  # SIGTERM before training began or after it ended (else _train says it)
+        print("stopped by SIGTERM", file=sys.stderr)
+        return 128 + 15
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -35,7 +35,7 @@ def markdown(text: str):
     from IPython.display import Markdown
 
     if not isinstance(text, str):
-        raise TypeError(f"markdown() takes a string, got {type(text).__name__}")
+        raise InputError(f"markdown() takes a string, got {type(text).__name__}")
     return Markdown(textwrap.dedent(text).strip())
 
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from . import files
+from .errors import ReportError
 
 # The lab template without the blocks that load JavaScript from CDNs (require.js, MathJax,
 # mermaid, the widget manager): the report has static figures only, and its formulas are
@@ -34,7 +35,7 @@ def render_math(text: str) -> str:
         try:
             return convert(latex.strip(), display=display)
         except Exception as error:  # latex2mathml raises its own exception types, and a few built-ins
-            raise ValueError(f"cannot render the formula {latex.strip()!r} as MathML: {error}") from None
+            raise ReportError(f"cannot render the formula {latex.strip()!r} as MathML: {error}") from None
 
     def outside_code(part: str) -> str:
         part = _DISPLAY_MATH.sub(lambda m: "\n\n" + to_mathml(m.group(1), "block") + "\n\n", part)

@@ -172,7 +172,6 @@ def check_parameters(notebook: str, *, partial: bool = False, **values: Any) -> 
         fast = spec["FAST"].check(fast, "FAST")
     if not partial and "FAST" in spec:
         fast = fast_mode(fast)
-        os.environ[FAST_ENV] = "1" if fast else "0"  # every kit function called below follows FAST
     resolved = {}
     for name, value in values.items():
         param = spec[name]
@@ -189,6 +188,8 @@ def check_parameters(notebook: str, *, partial: bool = False, **values: Any) -> 
         resolved[name] = param.check(value, name)
     if notebook == "report":
         _check_report(resolved, values)
+    if not partial and "FAST" in spec:  # every value is valid: now every kit function called below follows FAST
+        os.environ[FAST_ENV] = "1" if fast else "0"
     return namedtuple("Parameters", list(resolved))(**resolved)
 
 

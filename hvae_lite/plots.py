@@ -209,7 +209,7 @@ def imputation_grid(x: Tensor, observed: Tensor, imputations: dict[str, Tensor],
 def _rgb(image: Tensor) -> np.ndarray:
     """(1, H, W) grey or (3, H, W) colour image -> (H, W, 3) array for imshow."""
     if image.shape[0] not in (1, 3):
-        raise ValueError(f"images need 1 (grey) or 3 (RGB) channels, got shape {tuple(image.shape)}")
+        raise InputError(f"images need 1 (grey) or 3 (RGB) channels, got shape {tuple(image.shape)}")
     array = image.detach().cpu().float().numpy().transpose(1, 2, 0)
     return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
 

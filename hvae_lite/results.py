@@ -115,7 +115,7 @@ def result(name: str, *path: str | int | Mapping[str, Any], default: Any = None,
         elif isinstance(step, str):
             node = node.get(step) if isinstance(node, Mapping) else None
         else:
-            raise TypeError(f"a path step is a key, an index or a row selector, got {step!r}")
+            raise InputError(f"a path step is a key, an index or a row selector, got {step!r}")
     return default if node is None else node
 
 
@@ -222,13 +222,13 @@ def imputation_table(result: Mapping[str, Any]) -> str:
         (row["kind"], f"{row['missing_pixels']:.0f}",
          plus_minus(row["conditional_log_lik"], row["conditional_log_lik_stderr"]),
          plus_minus(row["iterative_log_lik"], row["iterative_log_lik_stderr"]),
-         plus_minus(row["conditional_minus_iterative"], row["difference_stderr"], 2) + ": " + _imputation_verdict(row),
+         plus_minus(row["conditional_minus_iterative"], row["difference_stderr"], 2) + ": " + imputation_verdict(row),
          " / ".join(f"{row[f'judge_{name}']:.3f}" if f"judge_{name}" in row else "not measured"
                     for name in ("original", "occluded", "ceiling", "conditional", "iterative")))
         for row in result["rows"]])
 
 
-def _imputation_verdict(row: Mapping[str, Any]) -> str:
+def imputation_verdict(row: Mapping[str, Any]) -> str:
     """The verdict stored with a row, or the kit's rule applied to its difference (files written
     before verdicts were stored)."""
     return row.get("verdict") or verdict(row["conditional_minus_iterative"], row["difference_stderr"]).word

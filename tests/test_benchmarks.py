@@ -63,7 +63,8 @@ def test_shipped_quick_scores_every_model_and_pairs_them(tmp_path):
     for name, row in result["models"].items():
         assert row["nll_iwae"] > 0 and row["nll_iwae_stderr"] > 0 and row["n_images"] == 20
         assert len(row["in_use"]) == len(row["kl_per_layer"])
-        assert set(row["samples"]) == set(shipped.SAMPLE_SETTINGS)
+        # one latent layer (the MLP) has no maps to cool: only the temperature-1 samples
+        assert set(row["samples"]) == ({"1"} if name == "mlp-vae" else set(shipped.SAMPLE_SETTINGS))
         assert 0 <= row["samples"]["1"]["confident_fraction"] <= 1
     assert set(result["paired"]) == {"matryoshka - mlp-vae", "matryoshka - matryoshka-standard-prior",
                                      "mixture - matryoshka"}

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from hvae_lite.claims import ClaimError, claim, markdown
+from hvae_lite.errors import InputError
 
 
 def test_a_claim_that_holds_is_printed_as_checked(capsys):
@@ -37,7 +38,7 @@ def test_markdown_dedents_formatted_text():
           - indented item
         """)
     assert rendered._repr_markdown_() == "The ELBO is **-90.3 nats**.\n  - indented item"
-    with pytest.raises(TypeError):
+    with pytest.raises(InputError, match="markdown\\(\\) takes a string, got float"):
         markdown(3.0)
 
 

@@ -118,3 +118,128 @@ def test_train_never_overwrites_a_run_unless_told(trained, tmp_path, capsys):
 def test_resume_of_a_finished_run_says_how_to_continue(trained, capsys):
     assert main(["train", "--resume", "--out", str(trained), "--quiet"]) == 1
     assert "has already trained 1 of 1 epochs; give --epochs N with N > 1" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the second hardening round
+
+
+@pytest.fixture
+def shipped(trained, tmp_path, monkeypatch):
+    """A stand-in shipped folder: matryoshka.pt (the tiny run) and its manifest; the real one is never touched."""
+    from hvae_lite import paths
+    from hvae_lite.checkpoints import sha256_of
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    (folder / "matryoshka.pt").write_bytes(trained.read_bytes())
+    (folder / "matryoshka.json").write_text(json.dumps({"name": "matryoshka", "sha256": sha256_of(trained)}))
+    monkeypatch.setattr(paths, "CHECKPOINT_DIR", folder)
+    return folder
+
+
+EVALUATE = ["--k", "1", "--n-images", "2", "--quiet", "--device", "cpu"]
+
+
+def test_no_command_writes_over_a_file_of_another_kind_or_a_shipped_one(trained, shipped, tmp_path, capsys):
+    run = tmp_path / "run.pt"
+    run.write_bytes(trained.read_bytes())
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}')
+    before = {p: p.read_bytes() for p in (run, notes, shipped / "matryoshka.pt", shipped / "matryoshka.json")}
+    for argv, words in [
+        (["evaluate", str(run), *EVALUATE, "--json", str(shipped / "matryoshka.pt")], "where the kit keeps its own files"),
+        (["evaluate", str(run), *EVALUATE, "--json", str(run)], "run.pt holds an hvae_lite checkpoint .*not a JSON file"),
+        (["train", *SMALL, "--overwrite", "--out", str(shipped / "matryoshka.json")], "where the kit keeps its own files"),
+        (["train", *SMALL, "--overwrite", "--out", str(notes)], "notes.json holds a JSON file, not an hvae_lite checkpoint"),
+        (["sample", str(run), "--out", str(tmp_path / "notes.png")], None),
+    ]:
+        if words is None:  # a picture over a JSON file named .png
+            (tmp_path / "notes.png").write_text('{"x": 1}')
+            words = "notes.png holds a JSON file, not an image"
+        assert main(argv) == 1
+        assert re.search(f"^error: .*{words}", capsys.readouterr().err)
+    assert all(p.read_bytes() == content for p, content in before.items())
+
+
+def test_shipped_checkpoints_are_verified_on_the_command_line(shipped, capsys):
+    target = shipped / "matryoshka.pt"
+    assert main(["evaluate", str(target), *EVALUATE]) == 0  # verified, then evaluated
+    capsys.readouterr()
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 4] = b"\x00\x01\x02\x03"
+    target.write_bytes(bytes(data))
+    for argv in (["evaluate", str(target), *EVALUATE], ["sample", str(target), "--out", str(shipped.parent / "s.png")]):
+        assert main(argv) == 1
+        assert "fails its checksum" in capsys.readouterr().err
+    (shipped / "matryoshka.json").write_text(json.dumps({"sha256": None}))
+    assert main(["evaluate", str(target), *EVALUATE]) == 1
+    assert "has no valid sha256 of its checkpoint (got None), so the checkpoint cannot be verified" in \
+        capsys.readouterr().err
+
+
+def test_non_finite_metrics_are_an_error_not_invalid_json(trained, tmp_path, capsys):
+    import torch
+    raw = torch.load(trained, weights_only=True)
+    name = next(k for k, v in raw["model"].items() if v.dim() > 1)
+    raw["model"][name] = torch.full_like(raw["model"][name], 1e30)
+    broken = tmp_path / "broken.pt"
+    torch.save(raw, broken)
+    assert main(["evaluate", str(broken), *EVALUATE, "--json", str(tmp_path / "m.json")]) == 1
+    out, err = capsys.readouterr()
+    assert "gives non-finite metrics" in err and "Infinity" not in out and "NaN" not in out
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_the_judge_and_mismatched_weights_are_refused_in_one_line(trained, tmp_path, capsys):
+    import torch
+    judge = ROOT / "data" / "checkpoints" / "judge.pt"
+    assert main(["evaluate", str(judge), *EVALUATE]) == 1
+    assert "holds the digit judge (a classifier that scores samples), not a generative model" in capsys.readouterr().err
+    raw = torch.load(trained, weights_only=True)
+    raw["config"]["width"] = 6
+    wide = tmp_path / "wide.pt"
+    torch.save(raw, wide)
+    assert main(["sample", str(wide), "--out", str(tmp_path / "s.png")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "do not fit the HVAE its config describes" in err and "of another shape" in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", *SMALL, "--stop-after", "0", "--out", "x.pt"], "--stop-after must be >= 1, got 0"),
+    (["train", *SMALL, "--seed", str(2**70), "--out", "x.pt"], r"--seed must be a whole number from 0 to 2\*\*63 - 1"),
+    (["sample", "x.pt", "--seed", str(2**64)], r"--seed must be a whole number from 0 to 2\*\*63 - 1"),
+    (["evaluate", "x.pt", "--seed", "-1"], r"--seed must be a whole number from 0 to 2\*\*63 - 1"),
+    (["evaluate", "x.pt", "--split-seed", str(2**70)], r"--split-seed must be a whole number"),
+])
+def test_steps_and_seeds_out_of_range(argv, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    assert re.search(f"^error: {words}", capsys.readouterr().err)
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set, but not RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT: these come from "
+                          "torchrun"),
+    ({"WORLD_SIZE": "two"}, "the environment variable WORLD_SIZE='two' is not an integer"),
+    ({"WORLD_SIZE": "2", "RANK": "5", "LOCAL_RANK": "0", "MASTER_ADDR": "x", "MASTER_PORT": "1"},
+     "RANK=5 is not a rank of WORLD_SIZE=2 processes"),
+])
+def test_a_partial_torchrun_environment_is_explained(env, words, capsys, tmp_path, monkeypatch):
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["train", *SMALL, "--out", str(tmp_path / "x.pt")]) == 1
+    assert words in capsys.readouterr().err
+
+
+def test_a_run_of_two_processes_resumes_only_under_two(trained, tmp_path, capsys):
+    import torch
+    raw = torch.load(trained, weights_only=True)
+    raw["world_size"] = 2
+    run = tmp_path / "ddp.pt"
+    torch.save(raw, run)
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--quiet", "--device", "cpu"]) == 1
+    assert "was trained by 2 process(es) (global batch = 2 x --batch-size), but this is 1; resume it with as many: " \
+           "torchrun --standalone --nproc_per_node=2" in capsys.readouterr().err
+    assert load_checkpoint(trained).world_size == 1

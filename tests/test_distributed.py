@@ -1,6 +1,7 @@
 """Data-parallel training under torchrun, on CPU with gloo and 2 processes: 2 ranks x batch B/2
 follow 1 process x batch B, and an interrupted torchrun run resumes to the same numbers."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,43 @@ def test_a_single_process_has_no_process_group():
     assert context == DistContext() and not context.enabled and context.is_main
     assert context.all_true(torch.tensor(True)) and not context.all_true(torch.tensor(False))
     assert context.gather("x") == ["x"] and context.from_main(3) == 3
+
+
+def test_the_number_of_processes_is_recorded_and_checked_on_resume(runs, tmp_path, capsys):
+    assert runs["straight"].world_size == 2 and runs["one"].world_size == 1
+    copy = tmp_path / "ddp.pt"
+    copy.write_bytes((runs["folder"] / "straight.pt").read_bytes())
+    assert main(["train", "--resume", "--out", str(copy), "--epochs", "3", "--limit-train", "400", "--device", "cpu",
+                 "--quiet"]) == 1  # one process would halve the global batch
+    assert "was trained by 2 process(es)" in capsys.readouterr().err
+    assert copy.read_bytes() == (runs["folder"] / "straight.pt").read_bytes()
+
+
+def test_sigterm_to_torchrun_stops_the_ranks_with_the_kits_message(tmp_path):
+    """torchrun passes its SIGTERM on to the ranks: they stop like Ctrl-C, keeping the last checkpoint,
+    and rank 0 says how to continue (torchrun itself still prints its own SignalException)."""
+    import signal
+    import time
+    out = tmp_path / "run.pt"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hvae_lite", "train",
+         "--preset", "tiny", "--set", "width=4", "--limit-train", "100", "--batch-size", "25", "--epochs", "100000",
+         "--device", "cpu", "--quiet", "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not out.exists():
+            assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr.read()
+            time.sleep(0.5)
+        launcher.send_signal(signal.SIGTERM)
+        _, err = launcher.communicate(timeout=300)
+    finally:
+        launcher.kill()
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.world_size == 2 and checkpoint.epoch >= 1
+    assert re.search(rf"stopped by SIGTERM: {re.escape(str(out))} holds epoch \d+; continue with python -m hvae_lite "
+                     "train --resume", err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]

@@ -138,3 +138,30 @@ def test_corrupt_manifest_is_a_checkpoint_error_and_leaves_the_model(tmp_path):
         with pytest.raises(CheckpointError, match="manifest .*matryoshka.json"):
             load_or_train("matryoshka", fast=False, checkpoint_dir=tmp_path, runs_dir=tmp_path / "runs")
     assert (tmp_path / "matryoshka.pt").read_bytes() == before and not (tmp_path / "runs").exists()
+
+
+TRAIN_FOREVER = [sys.executable, "-m", "hvae_lite", "train", "--preset", "tiny", "--set", "width=4", "--limit-train", "50",
+                 "--batch-size", "50", "--epochs", "100000", "--device", "cpu", "--quiet"]
+
+
+def test_one_training_per_out_and_sigterm_stops_it_like_ctrl_c(tmp_path, capsys):
+    """A second training of the same --out is refused while the first runs (both used to exit 0, the
+    file flipping between them); SIGTERM (a scheduler's stop) then ends the first cleanly, saying so."""
+    out = tmp_path / "run.pt"
+    first = subprocess.Popen([*TRAIN_FOREVER, "--out", str(out)], env=ENV, cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(out.exists, 600, first)
+        assert main(["train", "--preset", "tiny", "--set", "width=4", "--limit-train", "50", "--epochs", "1",
+                     "--device", "cpu", "--quiet", "--overwrite", "--out", str(out)]) == 1
+        assert f"another process is writing {out}" in capsys.readouterr().err
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 143, err
+    checkpoint = load_checkpoint(out)
+    assert f"stopped by SIGTERM: {out} holds epoch {checkpoint.epoch}; continue with python -m hvae_lite train " \
+           f"--resume --out {out}" in err
+    assert "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no lock file, no half-written file

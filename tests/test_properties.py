@@ -1,10 +1,14 @@
 """Property-based tests (hypothesis) over the public entry points, written like an attacker: random
 shapes, dtypes, ranges, NaN/inf, empty and single-item batches, random numbers and random command
 lines. Each call either succeeds with a finite, correctly shaped result or raises the kit's own
-error (an HVAELiteError) with a message: never a raw library traceback, never NaN."""
+error (an HVAELiteError) with a message: never a raw library traceback, never NaN. And the other
+way round: a call that is valid by the documented contract (an independent oracle below, not the
+kit's own checks) must succeed; refusing it fails the test.
+"""
 import contextlib
 import io
 import math
+import numbers
 
 import numpy as np
 import pytest
@@ -34,17 +38,48 @@ def model():
     return HVAE(get_preset("tiny", width=4)).eval()
 
 
-def kit_error_or(check):
-    """Run a call: a result must pass `check`; an exception must be the kit's own, with a message."""
+def kit_error_or(check, valid):
+    """Run a call: a result must pass `check`; an exception must be the kit's own, with a message,
+    and only for an invalid call (`valid` False): refusing a valid call is a failure too."""
     def run(call):
         try:
             result = call()
         except HVAELiteError as error:
             assert str(error), "an error without a message"
+            assert not valid, f"a valid call was refused: {error}"
             return None
         assert check(result), result
         return result
     return run
+
+
+# The oracle: what the README and the docstrings promise to accept, written independently of validate.py.
+def is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def valid_count(value, minimum=1):
+    return is_int(value) and value >= minimum
+
+
+def valid_temperature(value):
+    return is_real(value) and math.isfinite(value) and 0 <= value <= 100
+
+
+def valid_images(x, binary=False, shape=(1, 28, 28)):
+    """Float (or bool) tensors (B >= 1, *shape), finite, in [0, 1]; only 0 and 1 for a Bernoulli model."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 1 + len(shape) or tuple(x.shape[1:]) != tuple(shape):
+        return False
+    if x.shape[0] == 0 or not (x.dtype == torch.bool or x.is_floating_point()):
+        return False
+    v = x.float()
+    if not torch.isfinite(v).all() or v.min() < 0 or v.max() > 1:
+        return False
+    return not binary or bool(((v == 0) | (v == 1)).all())
 
 
 def finite(t):
@@ -79,27 +114,31 @@ def image_batches(draw, binary_only=False):
 @given(image_batches())
 def test_check_images_returns_float32_images_or_says_why(x):
     kit_error_or(lambda r: r.dtype == torch.float32 and r.shape[1:] == (1, 28, 28) and len(r) >= 1
-                 and finite(r) and 0 <= r.min() and r.max() <= 1)(lambda: check_images(x))
+                 and finite(r) and 0 <= r.min() and r.max() <= 1, valid_images(x))(lambda: check_images(x))
 
 
 @FAST
 @given(x=image_batches())
 def test_model_forward_gives_a_finite_elbo_per_image_or_says_why(model, x):
-    kit_error_or(lambda elbo: elbo.shape == (len(x),) and finite(elbo))(lambda: model(x).elbo)
+    kit_error_or(lambda elbo: elbo.shape == (len(x),) and finite(elbo), valid_images(x, binary=True))(
+        lambda: model(x).elbo)
 
 
 @FAST
 @given(n=any_count, temperature=any_number)
 def test_sampling_gives_n_finite_images_or_says_why(model, n, temperature):
-    kit_error_or(lambda t: t.shape == (n, 1, 28, 28) and finite(t) and 0 <= t.min() and t.max() <= 1)(
-        lambda: model.sample(n, temperature=temperature))
+    kit_error_or(lambda t: t.shape == (n, 1, 28, 28) and finite(t) and 0 <= t.min() and t.max() <= 1,
+                 valid_count(n) and valid_temperature(temperature))(lambda: model.sample(n, temperature=temperature))
 
 
 @FAST
 @given(x=image_batches(binary_only=True), keeps=st.lists(any_number, max_size=3), n_samples=any_count,
        temperature=any_number)
 def test_layer_resamples_or_says_why(model, x, keeps, n_samples, temperature):
-    kit_error_or(lambda t: t.shape == (len(keeps), len(x), n_samples, 1, 28, 28) and finite(t))(
+    valid = (valid_images(x, binary=True) and bool(keeps) and all(is_int(k) and 0 <= k <= model.n_latent_layers
+                                                                   for k in keeps)
+             and valid_count(n_samples) and valid_temperature(temperature))
+    kit_error_or(lambda t: t.shape == (len(keeps), len(x), n_samples, 1, 28, 28) and finite(t), valid)(
         lambda: layer_resamples(model, x, keeps, n_samples, temperature))
 
 
@@ -111,14 +150,17 @@ def test_imputation_keeps_the_observed_pixels_or_says_why(model, x, observed, n_
         x32, seen = x.float(), observed.float()
         return (samples.shape == (len(x), n_samples, 1, 28, 28) and finite(samples)
                 and torch.equal(samples * seen[:, None], x32[:, None].expand_as(samples) * seen[:, None]))
-    kit_error_or(check)(lambda: impute_iterative(model, x, observed, n_steps, n_samples))
+    valid = (valid_images(x, binary=True) and valid_images(observed, binary=True)
+             and len(observed) == len(x) and valid_count(n_steps) and valid_count(n_samples))
+    kit_error_or(check, valid)(lambda: impute_iterative(model, x, observed, n_steps, n_samples))
 
 
 @FAST
 @given(x=image_batches(), k=any_count, batch_size=st.integers(-1, 3))
 def test_evaluate_gives_finite_metrics_or_says_why(model, x, k, batch_size):
-    numbers = ("elbo", "nll_iwae", "bits_per_dim")
-    kit_error_or(lambda m: m["n_images"] == len(x) and all(math.isfinite(m[key]) for key in numbers))(
+    scores = ("elbo", "nll_iwae", "bits_per_dim")
+    valid = valid_images(x) and valid_count(k) and valid_count(batch_size)
+    kit_error_or(lambda m: m["n_images"] == len(x) and all(math.isfinite(m[key]) for key in scores), valid)(
         lambda: evaluate(model, x, k=k, batch_size=batch_size))
 
 
@@ -129,13 +171,16 @@ labels = st.lists(st.one_of(st.integers(-2, 12), st.integers(0, 2**62)), max_siz
 @given(assignments=labels, truth=labels, as_float=st.booleans())
 def test_clustering_accuracy_is_a_fraction_or_says_why(assignments, truth, as_float):
     a = np.array(assignments, dtype=float if as_float else np.int64)
-    kit_error_or(lambda acc: 0 <= acc <= 1)(lambda: clustering_accuracy(a, np.array(truth, dtype=np.int64)))
+    valid = not as_float and len(assignments) == len(truth) >= 1 and min(assignments + truth) >= 0
+    kit_error_or(lambda acc: 0 <= acc <= 1, valid)(lambda: clustering_accuracy(a, np.array(truth, dtype=np.int64)))
 
 
 @FAST
 @given(x=image_batches(), ncols=st.one_of(st.none(), st.integers(-2, 5)))
 def test_image_grid_draws_or_says_why(x, ncols):
-    kit_error_or(lambda figure: len(figure.axes) >= len(x))(lambda: image_grid(x, ncols=ncols))
+    valid = (x.dim() == 4 and x.shape[1] in (1, 3) and valid_images(x, shape=tuple(x.shape[1:]))
+             and (ncols is None or ncols >= 1))
+    kit_error_or(lambda figure: len(figure.axes) >= len(x), valid)(lambda: image_grid(x, ncols=ncols))
 
 
 TRAIN_FIELDS = {"epochs": any_number, "batch_size": any_number, "lr": any_number, "warmup_epochs": any_number,
@@ -151,9 +196,26 @@ def test_train_config_is_valid_or_a_config_error(fields):
         config = TrainConfig(**fields)
     except ConfigError as error:
         assert str(error)
+        assert not valid_train_fields(fields), f"valid settings {fields} were refused: {error}"
         return
     assert config.epochs >= 1 and config.batch_size >= 1 and 0 <= config.ema_decay < 1
     assert config.lr > 0 and math.isfinite(config.lr) and isinstance(config.amp, bool)
+
+
+def valid_train_fields(fields):
+    """TrainConfig's documented ranges, field by field, and the one rule between two of them."""
+    value = lambda name: fields.get(name, getattr(TrainConfig, name))
+    number = lambda v, low: is_real(v) and math.isfinite(v) and v >= low
+    epochs = value("epochs")
+    rules = [valid_count(epochs), valid_count(value("batch_size")), number(value("lr"), 0) and value("lr") > 0,
+             number(value("warmup_epochs"), 0), number(value("free_bits"), 0), number(value("free_bits_end_epoch"), 0),
+             number(value("ema_decay"), 0) and value("ema_decay") < 1, number(value("grad_clip"), 0)
+             and value("grad_clip") > 0, isinstance(value("amp"), bool), value("device") in ("auto", "cpu"),
+             is_int(value("mixture_init_epoch")) and valid_count(epochs)
+             and -1 <= value("mixture_init_epoch") <= epochs - 1]
+    if all(rules) and 0 < value("free_bits_end_epoch") < value("warmup_epochs"):
+        return False  # the free-bits floor would end before the warm-up does
+    return all(rules)
 
 
 MODEL_FIELDS = [f for f in HVAEConfig.__dataclass_fields__]
@@ -175,6 +237,21 @@ def test_set_overrides_are_typed_or_a_config_error(pairs):
         assert type(getattr(config, name)) is kind
 
 
+VALID_OVERRIDES = {"width": ["4", "8", "16"], "deterministic_path": ["false", "True", "no", "1"],
+                   "inference_merge": ["off", "yes"], "latent_spec": ["7x2,14x2", "7x1", "14x3"],
+                   "top_latent_dim": ["4", "16"], "ar_layers": ["0", "1"], "top_prior": ["'mixture'", "gaussian"]}
+
+
+@FAST
+@given(st.dictionaries(st.sampled_from(sorted(VALID_OVERRIDES)), st.integers(0, 3), max_size=3))
+def test_valid_set_overrides_are_accepted(choices):
+    """--set with valid values only is never refused (the test above alone would pass a kit that refused all)."""
+    pairs = [f"{k}={VALID_OVERRIDES[k][i % len(VALID_OVERRIDES[k])]}" for k, i in choices.items()]
+    config = get_preset("tiny", **parse_overrides(pairs))
+    if "width" in choices:
+        assert config.width == int(VALID_OVERRIDES["width"][choices["width"] % 3])
+
+
 def run_main(argv):
     err = io.StringIO()
     try:
@@ -192,6 +269,13 @@ FLAG_VALUES = {"--epochs": ["1", "0", "-1", "x"], "--batch-size": ["50", "0"], "
                "--init-from": ["missing.pt"], "--set": ["width=4", "deterministic_path=false", "width=abc"]}
 
 
+# The values above that the documented ranges accept (a second --set width=... would name width twice).
+VALID_FLAG_VALUES = {"--epochs": {"1"}, "--batch-size": {"50"}, "--lr": {"0.002"}, "--ema-decay": {"0.5"},
+                     "--free-bits": {"0.1"}, "--warmup-epochs": {"0"}, "--free-bits-end-epoch": {"0", "2"},
+                     "--mixture-init-epoch": {"-1"}, "--limit-train": {"50"}, "--split-seed": {"0"},
+                     "--device": {"cpu"}, "--init-from": set(), "--set": {"deterministic_path=false"}}
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flags=st.dictionaries(st.sampled_from(sorted(FLAG_VALUES)), st.integers(0, 3), max_size=4),
        resume=st.booleans())
@@ -204,6 +288,12 @@ def test_random_train_command_lines_train_or_exit_1_with_a_message(tmp_path_fact
     if resume:
         argv.append("--resume")
     code, err = run_main(argv)
+    chosen = {flag: FLAG_VALUES[flag][choice % len(FLAG_VALUES[flag])] for flag, choice in flags.items()}
+    valid = not resume and all(value in VALID_FLAG_VALUES[flag] for flag, value in chosen.items())
+    warmup = float(chosen.get("--warmup-epochs", TrainConfig.warmup_epochs))
+    if 0 < float(chosen.get("--free-bits-end-epoch", 0)) < warmup:
+        valid = False  # the free-bits floor would end before the warm-up does
+    assert code == 0 or not valid, f"a valid command line was refused: {argv}: {err}"
     if code == 0:
         checkpoint = load_checkpoint(out)
         assert checkpoint.epoch == checkpoint.history[-1]["epoch"] >= 1

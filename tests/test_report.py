@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from hvae_lite.cli import parse_value
+from hvae_lite.errors import ReportError
 from hvae_lite.export import export_html, render_math
 from hvae_lite.paths import REPO_ROOT
 from hvae_lite.pretrained import mixture_variant
@@ -50,13 +51,11 @@ def test_html_embeds_its_figures_and_fetches_nothing(fast_report):
     assert not EXTERNAL.search(html), EXTERNAL.search(html).group(0)
 
 
-def test_failing_cell_exits_nonzero_and_keeps_the_notebook(tmp_path):
+def test_an_unknown_preset_is_refused_before_any_cell_runs(tmp_path):
     result = run_report(tmp_path, "-p", "PRESET", "no-such-preset")
-    assert result.returncode != 0
-    assert "no-such-preset" in result.stderr
-    notebook = nbformat.read(tmp_path / "report.ipynb", as_version=4)  # kept for inspection
-    assert any(o.output_type == "error" for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
-    assert not (tmp_path / "report.html").exists()
+    assert result.returncode == 1
+    assert "no-such-preset" in result.stderr and "matryoshka" in result.stderr  # names it and the choices
+    assert not (tmp_path / "report.ipynb").exists() and not (tmp_path / "report.html").exists()
 
 
 def test_unknown_parameter_is_refused_before_running(tmp_path):
@@ -123,7 +122,7 @@ def test_render_math_turns_formulas_into_mathml_and_leaves_code_and_prices_alone
     assert '<mi mathvariant="normal">K</mi>' in rendered and "<msub><mi>h</mi><mi>i</mi></msub>" in rendered
     assert "`x = $a$`" in rendered and "prices $5 and $6." in rendered
     assert "\\mathrm" not in rendered and "$$" not in rendered
-    with pytest.raises(ValueError, match="cannot render the formula"):
+    with pytest.raises(ReportError, match="cannot render the formula"):
         render_math("$\\frac{1}{$ and $x^{$")
 
 
