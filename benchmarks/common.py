@@ -1,6 +1,7 @@
 """What the benchmark scripts share: the held-out metrics every model is scored with, and JSON output."""
 from __future__ import annotations
 
+import math
 import platform
 from pathlib import Path
 from typing import Any, Callable
@@ -11,6 +12,7 @@ from hvae_lite import files
 from hvae_lite.checkpoints import Checkpoint, load_checkpoint
 from hvae_lite.paths import RESULTS_DIR
 from hvae_lite.data import DataSplit
+from hvae_lite.objectives import bits_per_dim
 from hvae_lite.evaluate import (
     active_units, clustering_accuracy, evaluate, heldout_elbo, layers_in_use, mixture_assignments, prepare_heldout,
 )
@@ -38,6 +40,8 @@ def heldout_metrics(model: torch.nn.Module, data: DataSplit, k: int = IWAE_K,
         "elbo_subset": {"elbo": subset_elbo, "n_images": ELBO_SUBSET, "torch_seed": 0},
         "iwae_k": k, "n_iwae_images": n_iwae if k else 0,
     }
+    if model.config.likelihood == "logistic":  # 8-bit images: the usual unit, bits per sub-pixel
+        metrics["elbo_bits_per_dim"] = bits_per_dim(-elbo, math.prod(model.config.image_shape))
     if k:  # k = 0: no IWAE (it costs k forward passes per image)
         iwae = evaluate(model, data.test_images[:n_iwae], k=k, seed=0)
         metrics.update(nll_iwae=iwae["nll_iwae"], nll_iwae_stderr=iwae["nll_iwae_stderr"],

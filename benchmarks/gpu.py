@@ -6,6 +6,11 @@
 For each preset and each variant (fp32; bf16 autocast; bf16 + channels_last; with --compile,
 bf16 + torch.compile) it times full training steps (forward, backward, Adamax update) on random
 images of the preset's shape, after warm-up steps, with CUDA synchronised around the timed loop.
+Each step is the trainer's: gradients clipped at TrainConfig.grad_clip, an update with a
+non-finite or huge gradient skipped (and counted), and the learning rate warmed up over
+--lr-warmup-steps updates (Adamax's first updates move every weight by lr at once: without it the
+width-128 cifar10 preset diverges at its second update and later steps time NaN weights). A row
+whose loss is not finite at the end says so (`finite: false`).
 Achieved TFLOP/s = FLOPs per training step (torch.utils.flop_counter, counted once in fp32) x
 steps/s: compare it with the GPU's peak to see how far from the roofline the model runs (small
 convolutions at 7x7 to 32x32 stay far below it). Peak memory: torch.cuda.max_memory_allocated.
@@ -23,7 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hvae_lite import files
-from hvae_lite.config import get_preset
+from hvae_lite.config import TrainConfig, get_preset
 from hvae_lite.model import HVAE
 from hvae_lite.objectives import training_loss
 
@@ -48,7 +53,7 @@ def flops_per_step(model: HVAE, x: torch.Tensor) -> float:
 
 
 def time_variant(name: str, variant: str, batch_size: int, steps: int, warmup: int,
-                 device: torch.device) -> dict[str, Any]:
+                 device: torch.device, lr_warmup_steps: int = 100) -> dict[str, Any]:
     """Train steps/s, images/s and peak memory of one preset under one variant."""
     torch.manual_seed(0)
     config = get_preset(name)
@@ -57,7 +62,9 @@ def time_variant(name: str, variant: str, batch_size: int, steps: int, warmup: i
     if "channels_last" in variant:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adamax(model.parameters(), lr=2e-3)
+    settings = TrainConfig()
+    optimizer = torch.optim.Adamax(model.parameters(), lr=settings.lr)
+    counts = {"updates": 0, "skipped": 0, "loss": float("nan")}
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in variant else nullcontext()
 
     def loss_of(batch):
@@ -67,9 +74,18 @@ def time_variant(name: str, variant: str, batch_size: int, steps: int, warmup: i
     step_loss = torch.compile(loss_of) if "compile" in variant else loss_of
 
     def step():
+        """The trainer's update: clip, skip a non-finite or huge gradient, warm the learning rate up."""
         optimizer.zero_grad(set_to_none=True)
-        step_loss(x).backward()
+        loss = step_loss(x)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        counts["loss"] = loss.detach()
+        if not torch.isfinite(norm) or norm > settings.skip_threshold:
+            counts["skipped"] += 1
+            return
+        optimizer.param_groups[0]["lr"] = settings.lr * min(1.0, (counts["updates"] + 1) / max(1, lr_warmup_steps))
         optimizer.step()
+        counts["updates"] += 1
 
     for _ in range(warmup):  # cuDNN autotuning, compilation, allocator warm-up
         step()
@@ -82,7 +98,8 @@ def time_variant(name: str, variant: str, batch_size: int, steps: int, warmup: i
     seconds = time.perf_counter() - start
     return {"preset": name, "variant": variant, "batch_size": batch_size,
             "images_per_s": steps * batch_size / seconds, "steps_per_s": steps / seconds,
-            "peak_memory_gb": torch.cuda.max_memory_allocated(device) / 1e9}
+            "peak_memory_gb": torch.cuda.max_memory_allocated(device) / 1e9,
+            "skipped": counts["skipped"], "finite": bool(torch.isfinite(torch.as_tensor(counts["loss"])).item())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per variant")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
     parser.add_argument("--compile", action="store_true", help="also time bf16 + torch.compile")
+    parser.add_argument("--lr-warmup-steps", type=int, default=100, help="learning-rate warm-up of the timed run")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -109,13 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         flops = flops_per_step(model, random_batch(config, args.batch_size, device))
         del model
         for variant in variants:
-            row = time_variant(name, variant, args.batch_size, args.steps, args.warmup, device)
+            row = time_variant(name, variant, args.batch_size, args.steps, args.warmup, device, args.lr_warmup_steps)
             row["gflop_per_image"] = flops / args.batch_size / 1e9
             row["achieved_tflop_per_s"] = flops * row["steps_per_s"] / 1e12
             rows.append(row)
             print(f"{name:12s} {variant:20s} {row['images_per_s']:9.0f} images/s  "
                   f"{row['achieved_tflop_per_s']:6.2f} TFLOP/s  {row['peak_memory_gb']:6.2f} GB peak  "
-                  f"({row['gflop_per_image']:.2f} GFLOP per training image)")
+                  f"({row['gflop_per_image']:.2f} GFLOP per training image; {row['skipped']} updates skipped"
+                  f"{'' if row['finite'] else ', LOSS NOT FINITE'})")
             torch.cuda.empty_cache()
     if args.json:
         files.write_json(args.json, {"device": torch.cuda.get_device_name(device), "torch": torch.__version__,

@@ -268,6 +268,24 @@ def speed_table(speed: dict[str, Any] | None = None) -> str:
          f"{r['iwae_images_per_s']:.0f}", f"{r['sampling_images_per_s']:.1f}") for r in speed["rows"]])
 
 
+def _photos() -> dict[str, Any]:
+    photos = _load("photos.json")
+    if not photos.get("models") or photos["protocol"].get("quick"):
+        raise NotMeasured("photos.json (with the shipped colour models)")
+    return photos
+
+
+def photos_table() -> str:
+    return results.photos_table(_photos())
+
+
+def photos_imputation_table() -> str:
+    photos = _photos()
+    if not photos["imputation"]:
+        raise NotMeasured("photos.json (its imputation rows)")
+    return results.photos_imputation_table(photos)
+
+
 def adversarial_table() -> str:
     """tests/adversarial.py's cases by area: how many ended in each outcome (results/adversarial.json)."""
     result = _load("adversarial.json")
@@ -282,6 +300,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "targets": targets_table, "speed": speed_table, "models": models_table, "paired": paired_table,
     "kl": kl_table, "judge": judge_table, "class_structure": class_structure_table, "imputation": imputation_table,
     "ablations": ablations_table, "contrasts": contrasts_table, "time_to_quality": time_to_quality_table,
+    "photos": photos_table, "photos_imputation": photos_imputation_table,
     "adversarial": adversarial_table,
 }
 BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)

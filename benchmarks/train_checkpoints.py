@@ -2,6 +2,8 @@
 
     PYTHONPATH=. python benchmarks/train_checkpoints.py [--names matryoshka mixture] [--retrain] [--threads 1]
     PYTHONPATH=. python benchmarks/train_checkpoints.py --judge     # the digit judge
+    PYTHONPATH=. python benchmarks/train_checkpoints.py --names photos photos-ar photos-control photos-imputation \
+        --threads 1 --machine-note "..."                             # the natural-image models
 
 Each model is trained by `python -m hvae_lite train ...` (the recipe in hvae_lite.recipes.RECIPES)
 into runs/checkpoints/<name>.pt (full state, resumable); a finished run there is reused unless
@@ -12,7 +14,7 @@ recipe) instead of being trained again. Then data/checkpoints/<name>.pt (weights
 EMA weights when the run kept them; with the recipe's second stage, the top prior fitted to the
 training digits) and <name>.json (the manifest: command, config, split, seed, epochs, training time,
 held-out ELBO and KL per layer, sha256) are written. The full evaluation protocol is
-benchmarks/shipped.py.
+benchmarks/shipped.py (digits) and benchmarks/photos.py (natural images).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import torch
 
 from common import heldout_metrics, machine, write_json
 from hvae_lite.checkpoints import Checkpoint, load_checkpoint, save_checkpoint, sha256_of
-from hvae_lite.data import load_mnist
+from hvae_lite.data import load_data, load_mnist
 from hvae_lite.judge import JudgeConfig, judge_images, train_judge
 from hvae_lite.paths import CHECKPOINT_DIR, CHECKPOINT_RUNS, REPO_ROOT
 from hvae_lite.pretrained import ship_checkpoint
@@ -89,7 +91,7 @@ def free_bits_floor(name: str) -> float:
 def ship(name: str, wall_clock: float | None, threads: int | None, machine_note: str = "") -> dict:
     recipe, run_path = RECIPES[name], REPO_ROOT / RUN_DIR / f"{name}.pt"
     out = CHECKPOINT_DIR / f"{name}.pt"
-    data = load_mnist("embedded", seed=0)
+    data = load_data(recipe.data, seed=0)
     digest = ship_checkpoint(run_path, out, dtype=STORAGE, prior_images=data.train_images,
                              prior_components=recipe.top_prior_components, seed=recipe.train.seed)
     shipped = load_checkpoint(out, expected_sha256=digest)
@@ -117,8 +119,10 @@ def ship(name: str, wall_clock: float | None, threads: int | None, machine_note:
         "base": recipe.base,
         "config": shipped.config.to_dict(),
         "train_config": shipped.train_config,
-        "data": {"source": "embedded", "split_seed": 0, "n_train": len(data.train_images),
-                 "n_test": len(data.test_images), "binarisation": "dynamic in training; fixed (seed 0) held out"},
+        "data": {"source": recipe.data, "split_seed": data.split_seed, "n_train": len(data.train_images),
+                 "n_test": len(data.test_images),
+                 **({"binarisation": "dynamic in training; fixed (seed 0) held out"} if shipped.config.likelihood == "bernoulli"
+                    else {"pixels": "8-bit levels as they are (no binarisation)"})},
         "seed": shipped.train_config["seed"],
         "epochs": shipped.epoch,
         "parameters": sum(v.numel() for v in shipped.model_state.values()),

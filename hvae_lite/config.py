@@ -198,6 +198,14 @@ PRESETS: dict[str, HVAEConfig] = {
     # a mixture of 10 discretised logistics per sub-pixel and the colour autoregressive head.
     "cifar10": HVAEConfig(image_size=32, image_channels=3, likelihood="logistic", latent_spec="8x5,16x5",
                           latent_channels=8, top_latent_dim=64, width=128, ar_layers=3, ar_width=48),
+    # Natural-image patches on a CPU (the `photos` data: 32x32 RGB, 8-bit): the cifar10 shape (5 latent
+    # maps at 8x8, 5 at 16x16) at width 32 with 4 channels each and 5 logistics per sub-pixel.
+    "photos": HVAEConfig(image_size=32, image_channels=3, likelihood="logistic", logistic_components=5,
+                         latent_spec="8x5,16x5", width=32),
+    # The same with the colour autoregressive head: a 5x5 mask-A conv (each sub-pixel sees the two rows
+    # above, the two pixels to its left and the earlier colours of its own pixel) and one 3x3 mask-B conv.
+    "photos-ar": HVAEConfig(image_size=32, image_channels=3, likelihood="logistic", logistic_components=5,
+                            latent_spec="8x5,16x5", width=32, ar_layers=2, ar_kernel=5, ar_width=24),
     # A tiny model for tests and fast notebook runs.
     "tiny": HVAEConfig(latent_spec="7x2,14x2", width=8, top_latent_dim=4, latent_channels=2, ar_width=8),
 }
@@ -218,6 +226,9 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 2e-3
     lr_final_fraction: float = 0.1   # cosine decay of the learning rate to lr * this by the last epoch
+    lr_warmup_steps: int = 0         # > 0: the learning rate rises linearly from lr / N to lr over the first N
+                                     # updates (Adamax's first updates move every weight by ~lr at once: wide
+                                     # models, e.g. the cifar10 preset, need this at lr 2e-3)
     warmup_epochs: float = 3.0       # KL warm-up length (0 = off)
     free_bits: float = 0.0           # nats per latent layer below which KL is not penalised (0 = off)
     free_bits_end_epoch: float = 0.0 # > 0: the floor falls linearly from the end of warm-up to 0 here
@@ -243,6 +254,7 @@ class TrainConfig:
         check_int(self.batch_size, "batch_size", minimum=1, error=ConfigError)
         check_float(self.lr, "lr", low=0.0, low_open=True, error=ConfigError)
         check_float(self.lr_final_fraction, "lr_final_fraction", low=0.0, high=1.0, error=ConfigError)
+        check_int(self.lr_warmup_steps, "lr_warmup_steps", minimum=0, error=ConfigError)
         for name in ("warmup_epochs", "free_bits", "free_bits_end_epoch", "top_free_bits"):
             check_float(getattr(self, name), name, low=0.0, error=ConfigError)
         if 0 < self.free_bits_end_epoch < self.warmup_epochs:

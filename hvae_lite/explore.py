@@ -26,9 +26,10 @@ def layer_resamples(model: HVAE, x: Tensor, keeps: Sequence[int], n_samples: int
     """For each k in `keeps`, keep the posterior latents of the top k layers of each image and
     sample the layers below from the prior at `temperature` (one, or one per layer).
 
-    x: (B, 1, 28, 28) -> (len(keeps), B, n_samples, 1, 28, 28) pixel probabilities (factorised
-    heads; an autoregressive head draws binary pixels). k = 0 gives prior samples, k = L + 1 =
-    model.n_latent_layers (every layer z_0..z_L kept) reconstructions.
+    x: (B, C, H, W) -> (len(keeps), B, n_samples, C, H, W), e.g. (B, 1, 28, 28) digits or
+    (B, 3, 32, 32) colour patches: the mean of p(x | z) (pixel probabilities of a Bernoulli head,
+    expected levels of a logistic one; an autoregressive head draws its pixels). k = 0 gives prior
+    samples, k = L + 1 = model.n_latent_layers (every layer z_0..z_L kept) reconstructions.
     """
     x = check_model_images(model, x)
     keeps = list(keeps)

@@ -20,6 +20,17 @@ def kl_weight(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
 
 
+def lr_warmup_factor(step: int, warmup_steps: int) -> float:
+    """Learning-rate warm-up: the factor on the learning rate of update `step` (0-based), rising
+    linearly from 1 / warmup_steps to 1 over the first `warmup_steps` updates (0 = off).
+
+    Adam-type optimisers move every weight by about the learning rate at their first updates (the
+    sign of its gradient), in step across a layer's inputs: in wide layers that multiplies the
+    outputs. Small first steps let the optimiser's statistics build up before full-size ones.
+    """
+    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+
+
 def free_bits_at(epoch: float, free_bits: float, start_epoch: float, end_epoch: float) -> float:
     """The free-bits floor at a (fractional) epoch: `free_bits` until `start_epoch`, then falling
     linearly to 0 at `end_epoch` (end_epoch <= 0: kept all along).

@@ -82,7 +82,8 @@ FAST = Param(lambda v, name: check_bool(v, name, error=InputError), None, none_m
 HELD_OUT = 1000   # the embedded split's held-out digits
 TRAINING = 4000   # and its training digits
 MANY = 100_000    # samples, steps: beyond this a CPU takes hours, and nothing gets more correct
-# The presets of 28x28 grey images: every notebook (and the report) works on MNIST digits.
+PATCHES = 827     # the photos split's held-out patches (notebook 9)
+# The presets of 28x28 grey images: every notebook but 9 (and the report) works on MNIST digits.
 PRESET_NAMES = tuple(sorted(name for name, config in PRESETS.items() if config.image_shape == (1, 28, 28)))
 
 # Every notebook's parameters, in the order of its parameters cell.
@@ -121,6 +122,10 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "N_SCORE": count(full=100, fast=4, maximum=HELD_OUT), "K": count(full=10, fast=2, maximum=MANY)},
     "08_what_the_paper_claims": {"FAST": FAST, "SEED": SEED, "N_EVAL": count(full=1000, fast=100, maximum=HELD_OUT),
                                  "N_SHOW": count(full=6, fast=4, maximum=HELD_OUT)},
+    "09_natural_images": {
+        "FAST": FAST, "SEED": SEED, "N_SHOW": count(full=16, fast=8, maximum=PATCHES),
+        "N_EVAL": count(full=PATCHES, fast=20, maximum=PATCHES), "N_AR_SAMPLES": count(full=4, fast=1, maximum=MANY),
+        "N_STEPS": count(full=30, fast=3, maximum=MANY)},
     "app": {"SEED": SEED},
     "report": {
         "FAST": FAST, "DATA": choice(("embedded", "full"), "embedded"), "PRESET": choice(PRESET_NAMES, "matryoshka"),

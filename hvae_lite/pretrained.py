@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 
 from . import paths
+from .config import TrainConfig
 from .checkpoints import Checkpoint, ModelConfig, load_checkpoint, load_shipped, save_checkpoint, sha256_of
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .data import load_mnist
 from .judge import DigitJudge, train_judge
 from .priors import with_fitted_prior_checkpoint
@@ -31,7 +32,10 @@ from .train import Trainer
 
 def _same_recipe(checkpoint: Checkpoint, recipe: Recipe) -> bool:
     """Does a cached run belong to this recipe? (the device it ran on does not matter)"""
-    cached = dict(checkpoint.train_config, device=None)
+    try:  # from_dict fills in settings added since the run was cached, at their defaults
+        cached = dict(TrainConfig.from_dict(checkpoint.train_config).to_dict(), device=None)
+    except (ConfigError, TypeError):
+        return False
     wanted = dict(recipe.train.to_dict(), device=None)
     return checkpoint.config == recipe.config and cached == wanted
 

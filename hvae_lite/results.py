@@ -34,6 +34,7 @@ RESULT_FILES = {
     "imputation": "imputation.json",          # both imputation routes on every occlusion kind
     "time_to_quality": "time_to_quality.json",  # held-out IWAE and samples against training minutes
     "quick_recipe": "quick_recipe.json",      # the 10-minute "train it yourself" recipe
+    "photos": "photos.json",                  # the colour models on the held-out photo patches (benchmarks/photos.py)
 }
 
 # The measures notebooks read from the results files, each by one path (see `result`): a renamed
@@ -71,6 +72,11 @@ MEASURES: dict[str, tuple[Any, ...]] = {
     # planning a run
     "time_to_quality": ("time_to_quality", "curves"),
     "quick_recipe": ("quick_recipe",),
+    # natural images (benchmarks/photos.py): bits/dim per model, paired differences, imputation per kind
+    "photos_models": ("photos", "models"),
+    "photos_ar_gain": ("photos", "paired", "photos-ar - photos-control"),
+    "photos_ar": ("photos", "models", "photos-ar"),
+    "photos_imputation_rows": ("photos", "imputation"),
 }
 
 
@@ -303,3 +309,41 @@ def contrast_sentence(contrast: Mapping[str, Any], measure: str = "nll") -> str:
     outcome = f"{a} and {b} are not distinguishable" if c["verdict"] == "not distinguishable" else f"{a} is {c['verdict']}"
     return (f"{a} - {b} in {name}: {c['difference']:+.2f} ± {c['stderr']:.2f} nats over {seeds} seed"
             f"{'s' if seeds > 1 else ''}{spread}: {outcome}")
+
+
+PHOTO_MODELS = {"photos": "Matryoshka, discretised logistics", "photos-control": "+ 3 more epochs (the control)",
+                "photos-ar": "+ colour AR head, the same 3 epochs"}
+
+
+def photos_table(result: Mapping[str, Any]) -> str:
+    """The natural-image benchmark (benchmarks/results/photos.json) as a Markdown table: per colour
+    model, its held-out bits/dim (ELBO and IWAE-k, mean ± standard error over patches), layers in use
+    and training time."""
+    k = result["protocol"]["k"]
+    header = ["model", "held-out ELBO (bits/dim)", f"IWAE-{k} (bits/dim)", "layers in use", "epochs",
+              "training (min, 1 core)"]
+    rows = []
+    for name, label in PHOTO_MODELS.items():
+        row = result["models"].get(name)
+        if row is None:
+            continue
+        minutes = f"{row['train_seconds'] / 60:.0f}" if row.get("train_seconds") else ""
+        rows.append((f"{name}: {label}", plus_minus(*row["elbo_bpd"], 3), plus_minus(*row["iwae_bpd"], 3),
+                     f"{row['layers_in_use']} of {row['n_layers']}", row.get("epochs") or "", minutes))
+    for pair, entry in result["paired"].items():
+        rows.append((f"paired, per patch: {pair}", plus_minus(*entry["elbo_bpd"], 3) + f" ({entry['elbo_bpd_verdict']})",
+                     plus_minus(*entry["iwae_bpd"], 3) + f" ({entry['iwae_bpd_verdict']})", "", "", ""))
+    return markdown_table(header, rows)
+
+
+def photos_imputation_table(result: Mapping[str, Any]) -> str:
+    """Imputation of occluded photo patches (the `imputation` rows of photos.json): per occlusion
+    kind, bits per missing sub-pixel of each route and their paired difference with its verdict
+    (lower is better; the verdict is the conditional model's)."""
+    k = result["protocol"]["imputation_k"]
+    header = ["occlusion", "missing sub-pixels", f"conditional (IWAE-{k} bound)", "iterative (estimate)",
+              "conditional - iterative (paired)", "conditional is"]
+    return markdown_table(header, [
+        (row["kind"], f"{row['missing_subpixels']:.0f}", plus_minus(*row["conditional_bpd"], 3),
+         plus_minus(*row["iterative_bpd"], 3), plus_minus(*row["conditional_minus_iterative"], 3), row["verdict"])
+        for row in result["imputation"]])

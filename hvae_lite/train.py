@@ -20,9 +20,13 @@ from .config import RESUME_SAFE, TrainConfig
 from .data import DataSplit, dynamic_binarize, iterate_minibatches, random_occlusion_mask
 from .errors import CheckpointError, ConfigError, InputError, TrainingDiverged
 from .evaluate import heldout_elbo
-from .objectives import free_bits_at, kl_balance_weights, kl_weight, training_loss
+from .objectives import free_bits_at, kl_balance_weights, kl_weight, lr_warmup_factor, training_loss
 from .priors import fit_mixture_to_encoder
 from .validate import check_images, check_int, resolve_device
+
+# This many skipped updates in a row end the run at once (TrainingDiverged), not at the end of the epoch:
+# a skipped update leaves the weights as they were, so a run whose every update is skipped is stuck.
+DIVERGED_STREAK = 10
 
 __all__ = ["RESUME_SAFE", "TrainConfig", "Trainer", "TrainingDiverged", "resolve_device"]
 
@@ -88,6 +92,7 @@ class Trainer:
         # state and restores it in fit(), so code run in between (another Trainer) changes nothing.
         self.sampling_rng = self._global_rng_state()
         self.epoch, self.step, self.history = 0, 0, []
+        self.skip_streak, self.last_bad = 0, (float("nan"), float("nan"))  # skipped updates in a row; the last (loss, norm)
         self.interrupted = False  # set when Ctrl-C stopped fit()
         self._step_fn = torch.compile(self._loss) if train_config.compile else self._loss
 
@@ -196,9 +201,10 @@ class Trainer:
             return False
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_config.grad_clip)
+        self.last_bad = (loss.detach().float().item(), grad_norm.float().item())
         if not torch.isfinite(grad_norm) or grad_norm > self.train_config.skip_threshold:
             return False
-        self.optimizer.step()
+        self._optimizer_step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.step += 1
@@ -207,6 +213,24 @@ class Trainer:
         totals["kl"] += kl.float().sum(0).cpu()
         totals["images"] += len(x)
         return True
+
+    def _optimizer_step(self) -> None:
+        """One Adamax step at the scheduled rate times the warm-up factor (the schedule never sees it)."""
+        scheduled = [group["lr"] for group in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["lr"] *= lr_warmup_factor(self.step, self.train_config.lr_warmup_steps)
+        self.optimizer.step()
+        for group, lr in zip(self.optimizer.param_groups, scheduled):
+            group["lr"] = lr
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """The error for a run that no longer trains, saying truly what was kept."""
+        kept = ("No checkpoint path was given, so nothing was saved" if self.checkpoint_path is None else
+                f"The last good checkpoint is kept at {self.checkpoint_path} (epoch {self.epoch})" if self.epoch else
+                f"No checkpoint of this run was written (the first is written at the end of epoch 1); nothing at "
+                f"{self.checkpoint_path} was changed")
+        return TrainingDiverged(f"{what}. {kept}. Try a learning-rate warm-up (lr_warmup_steps, e.g. 500), a lower "
+                                "learning rate, a longer KL warm-up or amp=False")
 
     def _train_epoch(self) -> dict[str, Any]:
         cfg = self.train_config
@@ -236,13 +260,19 @@ class Trainer:
             free_bits = free_bits_at(self.step / n_batches, cfg.free_bits, cfg.warmup_epochs, cfg.free_bits_end_epoch)
             if not self._update(x, observed, beta, free_bits, totals):
                 skipped += 1
+                self.skip_streak += 1
+                if self.skip_streak >= DIVERGED_STREAK:  # skipped updates leave the weights as they are: stuck
+                    loss, norm = self.last_bad
+                    raise self._diverged(
+                        f"epoch {self.epoch + 1}, update {self.step + 1}: {self.skip_streak} updates in a row had a "
+                        f"non-finite or huge loss or gradient (the last: loss {loss:.4g}, gradient norm {norm:.4g}, "
+                        f"skip threshold {cfg.skip_threshold:g})")
                 continue
+            self.skip_streak = 0
             bar.set_postfix(elbo=f"{totals['elbo'] / max(totals['images'], 1):.1f}", beta=f"{beta:.2f}")
         if skipped > n_batches // 2:
-            raise TrainingDiverged(
-                f"epoch {self.epoch + 1}: {skipped} of {n_batches} updates had a non-finite or huge loss or "
-                f"gradient. The last good checkpoint is kept{f' at {self.checkpoint_path}' if self.checkpoint_path else ''}; "
-                "try a lower learning rate, a longer KL warm-up or amp=False")
+            raise self._diverged(f"epoch {self.epoch + 1}: {skipped} of {n_batches} updates had a non-finite or huge "
+                                 "loss or gradient")
         seconds = time.perf_counter() - start
         if self.dist.enabled:  # sums over ranks: the record describes every global batch in full
             summed = self.dist.sum(torch.tensor([totals["loss"], totals["elbo"], totals["images"], *totals["kl"].tolist()],

@@ -65,6 +65,11 @@ def _caption_html(text: str) -> str:
     return f'<p class="hvae-lite-caption" style="font-size: 1.1em; max-width: 60em">{html.escape(text)}</p>'
 
 
+def item_name(model: HVAE) -> str:
+    """What one image is called in the explorers' controls and captions: a digit, or a colour patch."""
+    return "digit" if model.config.image_channels == 1 else "patch"
+
+
 class Explorer:
     """Controls above the figure `draw()` returns and the caption `describe()` gives; redrawn when a
     control's value is set (for a slider: when it is released). A setting drawn before comes from
@@ -145,11 +150,12 @@ class LayerExplorer(Explorer):
         images = check_model_images(model, images, name="images")
         check_int(n_samples, "n_samples", minimum=1)
         self.model, self.images, self.n_samples, self.seed = model, images, n_samples, seed
-        self.digit_slider = widgets.IntSlider(0, min=0, max=len(images) - 1, description="digit")
+        self.item = item_name(model)
+        self.digit_slider = widgets.IntSlider(0, min=0, max=len(images) - 1, description=self.item)
         self.k_slider = widgets.IntSlider(model.n_latent_layers // 2, min=0, max=model.n_latent_layers,
                                           description="keep top k")
         self.temperature_slider = widgets.FloatSlider(1.0, min=0.1, max=1.5, step=0.1, description="temperature")
-        self.samples: Tensor | None = None  # (S, 1, 28, 28): the images shown
+        self.samples: Tensor | None = None  # (S, C, H, W): the images shown
         super().__init__([self.digit_slider, self.k_slider, self.temperature_slider])
 
     def draw(self) -> Figure:
@@ -158,12 +164,12 @@ class LayerExplorer(Explorer):
         samples = layer_resamples(self.model, x, [keep], self.n_samples, self.temperature_slider.value, self.seed)
         self.samples = samples[0, 0]
         return plots.original_and_samples(x[0].cpu(), self.samples.cpu(), scale=PROJECTOR_SCALE, title=(
-            f"digit {digit}: top {keep} of {self.model.n_latent_layers} layers kept, the rest resampled"))
+            f"{self.item} {digit}: top {keep} of {self.model.n_latent_layers} layers kept, the rest resampled"))
 
     def describe(self) -> str:
         n_layers, keep = self.model.n_latent_layers, self.k_slider.value
         kept = "none" if keep == 0 else "z0 (the top vector)" if keep == 1 else f"z0 to z{keep - 1}"
-        return (f"Left, framed: digit {self.digit_slider.value}. Right: {self.n_samples} images that keep its "
+        return (f"Left, framed: {self.item} {self.digit_slider.value}. Right: {self.n_samples} images that keep its "
                 f"top {keep} of {n_layers} latent layers ({kept}) from the posterior and draw the other "
                 f"{n_layers - keep} from the prior at temperature {self.temperature_slider.value:.1f}. "
                 f"k = 0 gives plain samples from the prior, k = {n_layers} reconstructions.")
@@ -218,11 +224,12 @@ class ImputationExplorer(Explorer):
             images = check_model_images(model, images, name="images")
         check_int(n_steps, "n_steps", minimum=1)
         self.models, self.images, self.n_steps, self.seed = dict(models), images, n_steps, seed
-        self.digit_slider = widgets.IntSlider(0, min=0, max=len(images) - 1, description="digit")
+        self.item = item_name(next(iter(self.models.values())))
+        self.digit_slider = widgets.IntSlider(0, min=0, max=len(images) - 1, description=self.item)
         self.mask_dropdown = widgets.Dropdown(options=MASK_KINDS, value="bottom", description="occlusion")
         self.samples_slider = widgets.IntSlider(4, min=1, max=8, description="samples")
-        self.mask: Tensor | None = None                   # (1, 1, 28, 28), 1 = observed
-        self.imputations: dict[str, Tensor] = {}          # name -> (1, S, 1, 28, 28)
+        self.mask: Tensor | None = None                   # (1, 1, H, W), 1 = observed
+        self.imputations: dict[str, Tensor] = {}          # name -> (1, S, C, H, W)
         # "digit/occlusion" -> name -> (1, samples_slider.max, C, H, W), on the CPU
         self.table: dict[str, dict[str, Tensor]] = {key: dict(value) for key, value in (table or {}).items()}
         super().__init__([self.digit_slider, self.mask_dropdown, self.samples_slider])
@@ -266,9 +273,10 @@ class ImputationExplorer(Explorer):
         return plots.imputation_grid(x.cpu(), self.mask, self.imputations, scale=PROJECTOR_SCALE)
 
     def describe(self) -> str:
-        missing = int((1 - self.mask).sum())
+        missing, pixels = int((1 - self.mask).sum()), self.mask[0, 0].numel()
         methods = ", ".join(f"{name} ({'one pass of a conditional model' if model.config.conditional else f'{self.n_steps} pseudo-Gibbs steps'})"
                             for name, model in self.models.items())
-        return (f"Digit {self.digit_slider.value}, its original and the input with the "
-                f"'{self.mask_dropdown.value}' occlusion ({missing} of 784 pixels missing, in blue); then "
-                f"{self.samples_slider.value} imputations by each model: {methods}. Imputed pixels are tinted amber.")
+        tint = " Imputed pixels are tinted amber." if self.images.shape[1] == 1 else ""
+        return (f"{self.item.capitalize()} {self.digit_slider.value}, its original and the input with the "
+                f"'{self.mask_dropdown.value}' occlusion ({missing} of {pixels} pixels missing, in blue); then "
+                f"{self.samples_slider.value} imputations by each model: {methods}.{tint}")

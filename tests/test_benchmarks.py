@@ -109,3 +109,22 @@ def test_documented_tables_are_the_results_files():
         text = path.read_text()
         assert tables.render(text) == text, f"{path}: run `PYTHONPATH=. python benchmarks/tables.py`"
     assert sum(len(tables.BLOCK.findall(p.read_text())) for p in tables.DOCUMENTS) >= len(tables.TABLES)
+
+
+def test_photos_quick_scores_every_model_and_kind_and_reuses_its_cache(tmp_path, monkeypatch):
+    import photos  # noqa: E402 (benchmarks/photos.py)
+
+    args = ["--quick", "--kinds", "center", "right", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "p.json")]
+    result = photos.main(args)
+    assert set(result["models"]) == {"photos", "photos-ar", "photos-control"}
+    assert set(result["paired"]) == {"photos-ar - photos-control", "photos-control - photos", "photos-ar - photos"}
+    for name, row in result["models"].items():
+        assert len(result["per_patch"][name]["iwae_bpd"]) == result["protocol"]["n_images"] == 50
+        assert 0 < row["iwae_bpd"][0] < 9 and row["n_layers"] == len(row["kl_per_layer"])
+    assert [row["kind"] for row in result["imputation"]] == ["center", "right"]
+    for row in result["imputation"]:
+        assert row["verdict"] in ("better", "worse", "not distinguishable")
+        assert row["missing_subpixels"] == {"center": 3 * 16 * 16, "right": 3 * 32 * 16}[row["kind"]]
+    monkeypatch.setattr(photos, "model_scores", lambda *a, **k: pytest.fail("the cache was not used"))
+    monkeypatch.setattr(photos, "imputation_kind", lambda *a, **k: pytest.fail("the cache was not used"))
+    assert photos.main(args)["paired"] == json.loads(json.dumps(result["paired"]))

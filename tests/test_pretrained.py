@@ -67,6 +67,7 @@ def test_every_fast_and_quick_recipe_builds_its_kind_of_model(name):
         assert (config.ar_layers > 0, config.top_prior, config.conditional, config.deterministic_path) == (
             full.config.ar_layers > 0, full.config.top_prior, full.config.conditional, full.config.deterministic_path)
         assert (recipe.base, recipe.top_prior_components > 0) == (full.base, full.top_prior_components > 0)
+        assert recipe.data == full.data
 
 
 def test_recipe_command_is_the_cli_training_command():

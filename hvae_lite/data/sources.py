@@ -8,6 +8,7 @@ from ..errors import InputError
 from .cifar10 import load_cifar10
 from .mnist import load_mnist
 from .omniglot import load_omniglot
+from .photos import load_photos
 from .split import DataSplit
 
 # name -> loader(seed, cache_dir): the seed splits the data where the source has no official split
@@ -17,6 +18,7 @@ SOURCES: dict[str, Callable[[int, str | Path | None], DataSplit]] = {
     "full": lambda seed, cache_dir: load_mnist("full", seed=seed, cache_dir=cache_dir),  # 70,000 digits
     "omniglot": lambda seed, cache_dir: load_omniglot(cache_dir),            # 32,415 characters, 28x28
     "cifar10": lambda seed, cache_dir: load_cifar10(cache_dir),              # 60,000 RGB images, 32x32
+    "photos": lambda seed, cache_dir: load_photos(cache_dir),                # 6,812 RGB patches, 32x32, no download
 }
 DATA_SOURCES = tuple(SOURCES)
 

@@ -1,7 +1,7 @@
 """DataSplit: the images and labels of one data set, split into training and held-out parts.
 
 All images are float32 tensors of shape (N, C, H, W) with values in [0, 1]: (N, 1, 28, 28) for
-MNIST and Omniglot, (N, 3, 32, 32) for CIFAR-10.
+MNIST and Omniglot, (N, 3, 32, 32) for CIFAR-10 and the photo patches.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class DataSplit:
     train_labels: Tensor
     test_images: Tensor
     test_labels: Tensor
-    source: str  # a key of hvae_lite.data.SOURCES: "embedded", "full" (MNIST), "omniglot", "cifar10"
+    source: str  # a key of hvae_lite.data.SOURCES: "embedded", "full" (MNIST), "omniglot", "cifar10", "photos"
     split_seed: int | None = None  # the seed of the embedded split (None: the data set's official split)
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "DataSplit":
