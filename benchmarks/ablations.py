@@ -61,7 +61,7 @@ class Variant:
 
 def study(quick: bool = False) -> dict[str, Variant]:
     """The variants. Widths were chosen so each has 0.90-0.99 M parameters (full model: 0.92 M)."""
-    full = get_preset("tiny" if quick else "matryoshka")
+    full = get_preset("tiny" if quick else "matryoshka-32")
     scale = (lambda w: max(4, w // 4)) if quick else (lambda w: w)  # tiny: a quarter of the width
     one = (0,)
     return {
