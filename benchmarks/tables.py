@@ -215,6 +215,15 @@ def _class_targets(rows: list) -> None:
         rows.append(_row("mixture: judge purity of samples per used component", ">= 0.85",
                          _pm(mixture["purity_mean_used"], mixture["purity_stderr_used"], 3),
                          mixture["purity_mean_used"] >= 0.85))
+    if default is not None and "clustering_accuracy" in default:  # the default's fitted top prior (second stage)
+        accuracy = default["clustering_accuracy"]
+        kmeans = sum(default["baselines"]["kmeans_top_latents"]) / len(default["baselines"]["kmeans_top_latents"])
+        rows.append(_row("default's fitted top prior: clustering accuracy", ">= 0.85", f"{accuracy:.3f}", accuracy >= 0.85))
+        rows.append(_row("default's fitted top prior: above k-means on the same top latents", ">= 0.10",
+                         f"{accuracy - kmeans:+.3f} (k-means {kmeans:.3f})", accuracy - kmeans >= 0.10))
+        rows.append(_row("default's fitted top prior: judge purity of samples per used component", ">= 0.85",
+                         _pm(default["purity_mean_used"], default["purity_stderr_used"], 3),
+                         default["purity_mean_used"] >= 0.85))
     for name, row in models.items():
         if name in ("mixture", "matryoshka"):
             kept = row["class_kept"]["1"]
