@@ -165,9 +165,10 @@ def contrast(runs: dict[tuple[str, int], dict], a: str, b: str, measure: str,
     """A - B in `measure` ('nll': IWAE NLL, lower is better; 'elbo': higher is better), paired per
     digit within each seed both have; across seeds, the mean of the per-seed differences, whose
     standard error carries the spread between training runs. With one seed, that spread is taken
-    from the full model's seeds: two independent runs differ by chance with variance 2 sd^2 (for the
-    NLL with a single IWAE-scored seed, the spread of the full model's ELBO over `elbo_runs`, every
-    trained seed scored by its ELBO only)."""
+    from elsewhere: for the NLL with a single IWAE-scored seed, the spread between seeds of the same
+    pair's ELBO difference (`elbo_runs`: every trained seed scored by its ELBO), which is what one
+    seed's difference can be off by; failing that, the full model's seeds (two independent runs
+    differ by chance with variance 2 sd^2)."""
     runs = {key: r for key, r in runs.items() if measure in r}
     seeds = sorted(s for (name, s) in runs if name == a and (b, s) in runs)
     if not seeds:
@@ -180,8 +181,12 @@ def contrast(runs: dict[tuple[str, int], dict], a: str, b: str, measure: str,
         spread = float(np.std(means, ddof=1))
     else:
         (mean, digit_se), spread = per_seed[0], None
-        chance = seed_sd(runs, "matryoshka", measure) or seed_sd(elbo_runs or {}, "matryoshka", "elbo") or 0.0
-        se = float(np.sqrt(digit_se ** 2 + 2 * chance ** 2))
+        pair = contrast(elbo_runs, a, b, "elbo") if elbo_runs and measure != "elbo" else None
+        if pair is not None and pair["seed_spread"] is not None:
+            se = float(np.sqrt(digit_se ** 2 + pair["seed_spread"] ** 2))
+        else:
+            chance = seed_sd(runs, "matryoshka", measure) or 0.0
+            se = float(np.sqrt(digit_se ** 2 + 2 * chance ** 2))
     return {"seeds": seeds, "per_seed": [{"seed": s, "difference": m, "stderr": e} for s, (m, e) in zip(seeds, per_seed)],
             "difference": mean, "stderr": se, "seed_spread": spread,
             "verdict": verdict(mean, se, higher_is_better=higher_is_better).word}
@@ -237,7 +242,7 @@ def assemble(runs: dict[tuple[str, int], dict], variants: dict[str, Variant], k:
                      "elbo_only": "seeds outside a row's nll_seeds are scored by their per-digit ELBO only (IWAE "
                                   "scoring costs about 25 minutes of a core per run): their ELBO contrasts are "
                                   "paired over every seed; an NLL contrast with one IWAE-scored seed takes its "
-                                  "seed spread from the full model's ELBO over its seeds",
+                                  "seed term from the spread of the same pair's ELBO difference between seeds",
                      "quick": quick},
         "recipe": {"from_scratch": (FAST_TRAIN if quick else ABLATION).to_dict(),
                    "fine_tune": (FAST_TRAIN if quick else ABLATION_FINE_TUNE).to_dict()},
