@@ -53,7 +53,9 @@ def start_app(workdir: Path, env: dict[str, str], cull_after: int | None = None)
     """The app's Voila server on a free port with a random token (its own process group); returns it and its URL."""
     port, token = _free_port(), secrets.token_hex(16)
     command = app.voila_command(workdir / "app.ipynb", "127.0.0.1", port) + [f"--Voila.token={token}", "--Voila.port_retries=0"]
-    if cull_after is not None:  # the same settings, sooner
+    if cull_after is not None:  # the same settings, sooner (each given once: the server refuses a repeated option)
+        sooner = ("--MappingKernelManager.cull_idle_timeout=", "--MappingKernelManager.cull_interval=")
+        command = [part for part in command if not part.startswith(sooner)]
         command += [f"--MappingKernelManager.cull_idle_timeout={cull_after}", "--MappingKernelManager.cull_interval=2"]
     log = open(workdir / "voila.log", "w")
     server = subprocess.Popen(command, cwd=workdir, env=dict(env, **app.KERNEL_ENV), stdout=log, stderr=subprocess.STDOUT,

@@ -81,5 +81,5 @@ def test_a_notebook_installs_the_kit_where_it_is_missing(tmp_path):
     executed = nbformat.read(work / "out.ipynb", as_version=4)
     setup_output = "".join(o.get("text", "") for o in executed.cells[0].outputs)
     assert f"installing {wheel}" in setup_output and f"hvae_lite {VERSION}; models run on cpu" in setup_output
-    installed = _run([str(python), "-c", "import hvae_lite; print(hvae_lite.__file__)"], env=env).stdout.strip()
+    installed = _run([str(python), "-c", "import hvae_lite; print(hvae_lite.__file__)"], env=env, cwd=work).stdout.strip()
     assert Path(installed).is_relative_to(env_dir)  # the wheel, in the fresh environment, not this checkout
