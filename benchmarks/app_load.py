@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
 import secrets
@@ -214,7 +215,9 @@ def measure(sessions: int = 10, moves: int = 6, vanish: bool = False, cull_after
                    IPYTHONDIR=str(workdir / "ipython"), JUPYTER_PLATFORM_DIRS="1")
         server, url = start_app(workdir, env, cull_after)
         try:
-            result = asyncio.run(_load(url, server, sessions, moves, chromium, vanish, timeout_s))
+            # A thread of its own: the caller may already run an event loop (pytest with Playwright's sync API).
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                result = pool.submit(asyncio.run, _load(url, server, sessions, moves, chromium, vanish, timeout_s)).result()
         finally:
             stop_app(server)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
