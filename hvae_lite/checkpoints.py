@@ -259,11 +259,17 @@ def load_shipped(name: str, checkpoint_dir: str | Path | None = None) -> Checkpo
                            expected_sha256=manifest["sha256"])
 
 
+def shared_weight_names(model: torch.nn.Module, source: Checkpoint) -> set[str]:
+    """The names of the tensors of `model` that `source` has too, with the same shape."""
+    own = model.state_dict()
+    return {k for k, v in source.model_state.items() if k in own and own[k].shape == v.shape}
+
+
 def warm_start(model: torch.nn.Module, source: Checkpoint) -> tuple[str, set[str]]:
     """Copy every weight of `source` (its evaluation weights) whose name and shape match `model`;
     the rest keep their initialisation. Returns a one-line summary and the names copied."""
     own = model.state_dict()
-    matched = {k: v for k, v in source.evaluation_state().items() if k in own and own[k].shape == v.shape}
+    matched = {k: v for k, v in source.evaluation_state().items() if k in shared_weight_names(model, source)}
     if not matched:
         raise ConfigError("init_from: the checkpoint shares no weights with this model (another architecture?)")
     model.load_state_dict(matched, strict=False)

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoints import (Checkpoint, ModelConfig, build_model, load_checkpoint, load_weights, save_checkpoint,
-                          warm_start)
+                          shared_weight_names, warm_start)
 from .config import RESUME_SAFE, TrainConfig
 from .data import DataSplit, dynamic_binarize, iterate_minibatches, random_occlusion_mask
 from .errors import CheckpointError, ConfigError, InputError, TrainingDiverged
@@ -72,6 +72,14 @@ class Trainer:
         self.init_note, copied = "", set()
         if train_config.init_from and warm_start_weights:
             self.init_note, copied = warm_start(self.model, load_checkpoint(train_config.init_from))
+        elif train_config.init_from and train_config.new_lr > 0:
+            # A resumed fine-tune: its weights come from the run, but its optimiser has the two groups
+            # the warm start made, so the same split is found again from the checkpoint it started from.
+            try:
+                copied = shared_weight_names(self.model, load_checkpoint(train_config.init_from))
+            except CheckpointError as error:
+                raise CheckpointError(f"this run fine-tunes from {train_config.init_from} with new_lr set, and resuming "
+                                      f"it needs that file to tell its new parts apart: {error}") from None
         # What the training step calls: DDP averages the gradients over ranks (and starts every
         # replica from rank 0's weights); a single process uses the model itself.
         self.train_module = (torch.nn.parallel.DistributedDataParallel(

@@ -33,3 +33,22 @@ def test_a_refused_valid_call_is_not_counted_as_clear():
     assert adversarial.expect_ok(refuse, lambda result: True) == "refused"
     assert adversarial.expect_ok(lambda: 1, lambda result: result == 1) == "ok"
     assert adversarial.expect_error(refuse) == "clear"
+
+
+def test_the_suite_fails_when_the_model_refuses_every_valid_call(tmp_path, monkeypatch):
+    """Proof by patch: with HVAE.forward and HVAE.sample made to refuse everything, the valid calls of
+    the suite come out 'refused', so the test above would fail; the invalid ones stay 'clear'."""
+    from hvae_lite.errors import InputError
+    from hvae_lite.model import HVAE
+
+    f = adversarial.Fixtures(tmp_path)
+    area = adversarial.cases(f)["the model and evaluation"]
+
+    def refuse(*args, **kwargs):
+        raise InputError("patched to refuse")
+
+    monkeypatch.setattr(HVAE, "forward", refuse)
+    monkeypatch.setattr(HVAE, "sample", refuse)
+    assert area["model(float64 binary images)"]() == "refused"
+    assert area["evaluate(float64 images)"]() == "refused"
+    assert area["model.sample(0)"]() == "clear"  # an invalid call refused is still right

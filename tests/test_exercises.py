@@ -16,6 +16,7 @@ from torch.distributions import Normal, kl_divergence
 from hvae_lite.blocks import MaskedConv2d
 from hvae_lite.config import get_preset
 from hvae_lite.distributions import DiagonalGaussian, soft_clamp
+from hvae_lite.errors import InputError
 from hvae_lite.evaluate import clustering_accuracy as kit_clustering_accuracy
 from hvae_lite.exercises import CHECKERS, PREDICTION_CHECKERS, CheckResult, check_reach_prediction
 from hvae_lite.exercises import reference as ref
@@ -302,7 +303,7 @@ def test_clear_solutions_keeps_indentation_and_everything_outside():
 
 @pytest.mark.parametrize("source", [f"{BEGIN}\nx = 1", f"x = 1\n{END}", f"{BEGIN}\n{BEGIN}\n{END}"])
 def test_clear_solutions_rejects_unbalanced_markers(source):
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         clear_solutions(source)
 
 
@@ -457,7 +458,7 @@ def test_merge_step_in_runs_the_students_merge_inside_the_model(trained_tiny, di
         assert not torch.allclose(trained_tiny(digits).elbo, kit, atol=1e-2)
     torch.manual_seed(4)
     assert torch.allclose(trained_tiny(digits).elbo, kit)  # restored on exit
-    with pytest.raises(ValueError, match="inference merge"):
+    with pytest.raises(InputError, match="inference merge"):
         with merge_step_in(HVAE(get_preset("tiny", inference_merge=False)), ref.merge_step):
             pass
 
@@ -502,6 +503,32 @@ def test_ready_runs_a_demonstration_only_for_a_passing_answer(capsys):
 
 
 # --- the experiments of exercises 1.1b, 2.1b and 2.3b, run with the student's function ---
+
+def _raises_zero_division(*args):
+    return 1 / 0
+
+
+@pytest.mark.parametrize("demo, kwargs, match", [
+    (gradient_estimates, {"reparameterize": "reparameterize"}, "function itself"),
+    (gradient_estimates, {"reparameterize": ref.reparameterize, "n_samples": 0}, "n_samples"),
+    (gradient_estimates, {"reparameterize": ref.reparameterize, "mean": float("nan")}, "mean"),
+    (gradient_estimates, {"reparameterize": _raises_zero_division}, "raised ZeroDivisionError"),
+    (gradient_estimates, {"reparameterize": lambda m, lv, eps: (m + eps).detach()}, "gradient path"),
+    (gradient_estimates, {"reparameterize": lambda m, lv, eps: m[0]}, "shape"),
+    (path_gradients, {"top_down_update": ref.top_down_update, "depth": 0}, "depth"),
+    (path_gradients, {"top_down_update": lambda h, z, g: None}, "shape"),
+    (causal_reach, {"causal_mask": ref.causal_mask, "mask_types": "AB"}, "mask_types"),
+    (causal_reach, {"causal_mask": ref.causal_mask, "mask_types": ["A", "C"]}, "mask_types"),
+    (causal_reach, {"causal_mask": ref.causal_mask, "kernel_size": 4}, "odd"),
+    (causal_reach, {"causal_mask": lambda k, kind: torch.ones(k + 1, k + 1)}, "shape"),
+    (rows_above, {"reach": [[True]]}, "causal_reach"),
+    (train_with_kl_term, {"kl_term": ref.free_bits_kl, "train_config": {"epochs": 1}, "data": None}, "TrainConfig"),
+])
+def test_demonstrations_refuse_bad_input_with_the_kits_error(demo, kwargs, match):
+    """Each demonstration says what is wrong with its input, or with the student's function, in the kit's words."""
+    with pytest.raises(InputError, match=match):
+        demo(**kwargs)
+
 
 def test_gradient_estimates_are_unbiased_and_the_score_function_scatters_more():
     estimates = gradient_estimates(ref.reparameterize, mean=1.5, n_samples=10, n_repeats=400)

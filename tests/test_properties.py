@@ -124,6 +124,20 @@ def test_model_forward_gives_a_finite_elbo_per_image_or_says_why(model, x):
         lambda: model(x).elbo)
 
 
+def test_the_properties_fail_when_the_model_refuses_every_valid_call(model, monkeypatch):
+    """Proof by patch: with HVAE.forward and HVAE.sample made to refuse everything, the two
+    properties above and below fail (hypothesis finds a valid call that was refused)."""
+    def refuse(*args, **kwargs):
+        raise InputError("patched to refuse")
+
+    monkeypatch.setattr(HVAE, "forward", refuse)
+    monkeypatch.setattr(HVAE, "sample", refuse)
+    with pytest.raises(AssertionError, match="a valid call was refused"):
+        test_model_forward_gives_a_finite_elbo_per_image_or_says_why(model=model)
+    with pytest.raises(AssertionError, match="a valid call was refused"):
+        test_sampling_gives_n_finite_images_or_says_why(model=model)
+
+
 @FAST
 @given(n=any_count, temperature=any_number)
 def test_sampling_gives_n_finite_images_or_says_why(model, n, temperature):

@@ -6,6 +6,7 @@ import torch
 
 from hvae_lite.baseline import MLPVAEConfig
 from hvae_lite.checkpoints import load_checkpoint
+from hvae_lite.errors import CheckpointError
 from hvae_lite.config import get_preset
 from hvae_lite.data import fixed_binarize
 from hvae_lite.model import HVAE
@@ -257,6 +258,29 @@ def test_warm_start_copies_matching_weights(small_split, tmp_path):
     assert any(name.startswith("head.ar_layers") for name in state)  # the new head keeps its initialisation
     with pytest.raises(ValueError, match="shares no weights"):
         _trainer(small_split, config=MLPVAEConfig(hidden=(16,), latent_dim=4), init_from=str(tmp_path / "base.pt"))
+
+
+def test_a_fine_tune_with_new_lr_resumes_exactly(small_split, tmp_path):
+    """A warm start with new_lr has two parameter groups; its resume finds the same split again
+    (from the checkpoint it started from) and continues to exactly the uninterrupted numbers."""
+    _trainer(small_split, tmp_path / "base.pt").fit()
+    tune = dict(config=get_preset("tiny", ar_layers=2), init_from=str(tmp_path / "base.pt"), new_lr=0.01, epochs=2)
+    straight = _trainer(small_split, tmp_path / "straight.pt", **tune)
+    straight_history = straight.fit()
+
+    def stop(record):
+        raise KeyboardInterrupt
+
+    interrupted = _trainer(small_split, tmp_path / "resumed.pt", **tune)
+    interrupted.callback = stop
+    assert len(interrupted.fit()) == 1
+    resumed = Trainer.resume(tmp_path / "resumed.pt", small_split, progress=False)
+    assert [g["lr"] for g in resumed.optimizer.param_groups] == [g["lr"] for g in interrupted.optimizer.param_groups]
+    assert _numbers(resumed.fit()) == _numbers(straight_history)
+    _assert_same_parameters(resumed.model, straight.model)
+    (tmp_path / "base.pt").unlink()  # without the file it started from, the split cannot be found: said so
+    with pytest.raises(CheckpointError, match="new_lr"):
+        Trainer.resume(tmp_path / "resumed.pt", small_split, progress=False)
 
 
 def test_mixture_is_fitted_to_the_encoder(small_split, tmp_path):

@@ -24,14 +24,35 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..blocks import Branch
-from ..checkpoints import ModelConfig
-from ..config import get_preset
+from ..config import HVAEConfig, get_preset
 from ..data import DataSplit, load_embedded_mnist
+from ..errors import InputError
 from ..evaluate import heldout_elbo
 from ..model import HVAE
 from ..recipes import CHALLENGE_BASELINE
 from ..train import TrainConfig, Trainer
+from ..validate import check_float, check_int, check_seed
 from .feedback import CheckResult, Mistake, call
+
+
+def _check_function(fn: Any, name: str) -> None:
+    if not callable(fn):
+        raise InputError(f"pass your {name} function itself (the name, without calling it), got {type(fn).__name__}")
+
+
+def _run_student(fn: Callable, *args: Any, case: str) -> Any:
+    """The student's function on `args`; an exception in it becomes an InputError saying what happened."""
+    try:
+        return call(fn, *args, case=case)
+    except Mistake as mistake:
+        raise InputError(str(mistake)) from None
+
+
+def _student_tensor(value: Any, name: str, shape: tuple[int, ...]) -> Tensor:
+    if not isinstance(value, Tensor) or tuple(value.shape) != shape:
+        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise InputError(f"your {name} should return a tensor of shape {shape}, got {got}")
+    return value
 
 
 class _StudentMerge(nn.Module):
@@ -54,9 +75,8 @@ def merge_step_in(model: HVAE, merge_step: Callable) -> Iterator[HVAE]:
     `merge_step(h, b, m, r, head) -> (m_new, mean, logvar)`; the trained weights r and head are the
     model's own. The original merge branches are restored on exit, even after an error."""
     if not isinstance(model, HVAE) or not model.config.inference_merge:
-        raise ValueError("merge_step_in needs an HVAE with the inference merge path (inference_merge=True)")
-    if not callable(merge_step):
-        raise TypeError("pass your merge_step function itself")
+        raise InputError("merge_step_in needs an HVAE with the inference merge path (inference_merge=True)")
+    _check_function(merge_step, "merge_step")
     originals = [layer.merge for layer in model.layers]
     try:
         for layer, branch in zip(model.layers, originals):
@@ -86,9 +106,16 @@ def small_data(n_train: int = 1000, n_test: int = 200) -> DataSplit:
 
 
 def train_with_kl_term(kl_term: Callable, train_config: TrainConfig, data: DataSplit,
-                       config: ModelConfig | None = None) -> Trainer:
+                       config: HVAEConfig | None = None) -> Trainer:
     """Train `config` (default: the tiny preset) with loss = recon + beta * kl_term(kl, floor).sum(),
     kl (B, n_layers) and floor = train_config.free_bits; returns the fitted Trainer."""
+    _check_function(kl_term, "kl_term")
+    if not isinstance(train_config, TrainConfig):
+        raise InputError(f"train_config must be a TrainConfig, got {type(train_config).__name__}")
+    if not isinstance(data, DataSplit):
+        raise InputError(f"data must be a DataSplit (e.g. small_data()), got {type(data).__name__}")
+    if config is not None and not isinstance(config, HVAEConfig):
+        raise InputError(f"config must be an HVAEConfig (e.g. get_preset('tiny')) or None, got {type(config).__name__}")
     trainer = _StudentKLTrainer(kl_term, config or get_preset("tiny"), train_config, data, progress=False)
     trainer.fit()
     return trainer
@@ -158,11 +185,18 @@ def gradient_estimates(reparameterize: Callable, mean: float = 1.5, logvar: floa
     `n_samples` draws, by two routes: "pathwise" (backpropagation through the student's
     `reparameterize`) and "score function" (REINFORCE: z^2 * d/dmean log q(z), which needs no
     gradient through z). The exact value is 2 * mean. Returns {route: (n_repeats,) estimates}."""
+    _check_function(reparameterize, "reparameterize")
+    mean, logvar = check_float(mean, "mean"), check_float(logvar, "logvar", -20.0, 20.0)
+    n_samples, n_repeats = check_int(n_samples, "n_samples", 1, 10**6), check_int(n_repeats, "n_repeats", 1, 10**6)
     generator = torch.Generator().manual_seed(seed)
     eps = torch.randn(n_repeats, n_samples, generator=generator)
     m = torch.full((n_repeats, n_samples), float(mean), requires_grad=True)
     lv = torch.full((n_repeats, n_samples), float(logvar))
-    z = reparameterize(m, lv, eps)
+    z = _student_tensor(_run_student(reparameterize, m, lv, eps, case="the demonstration's draws"),
+                        "reparameterize", (n_repeats, n_samples))
+    if not z.requires_grad:
+        raise InputError("your reparameterize returns z without a gradient path to the mean: build z from mean, "
+                         "logvar and eps with torch operations (no .detach(), no .item())")
     (z ** 2).mean(1).sum().backward()  # each row is one estimate; rows do not interact
     pathwise = m.grad.sum(1)
     with torch.no_grad():
@@ -178,6 +212,10 @@ def path_gradients(top_down_update: Callable, depth: int = 10, out_scale: float 
     built like the kit's, the last conv scaled by `out_scale`, and random z). Returns, per depth,
     |d <v, h_d> / d h_0| / |v| for a fixed random direction v: about 1 when the path carries h_0
     through unchanged, near 0 when it is lost."""
+    _check_function(top_down_update, "top_down_update")
+    depth, width = check_int(depth, "depth", 1, 100), check_int(width, "width", 1, 256)
+    channels, seed = check_int(channels, "channels", 1, 256), check_seed(seed)
+    out_scale = check_float(out_scale, "out_scale", 0.0)
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -187,7 +225,8 @@ def path_gradients(top_down_update: Callable, depth: int = 10, out_scale: float 
     direction = torch.randn(1, width, 7, 7, generator=generator)
     ratios, h = [], h0
     for g, z in zip(branches, zs):
-        h = top_down_update(h, z, g)
+        h = _student_tensor(_run_student(top_down_update, h, z, g, case="the demonstration's states"),
+                            "top_down_update", tuple(h0.shape))
         (grad,) = torch.autograd.grad((h * direction).sum(), h0, retain_graph=True, allow_unused=True)
         ratios.append(0.0 if grad is None else (grad.norm() / direction.norm()).item())
     return ratios
@@ -198,10 +237,19 @@ def causal_reach(causal_mask: Callable, mask_types: Sequence[str] = ("A", "B", "
     """Exercise 2.3b: which input pixels the centre output of a stack of masked convolutions reads,
     the masks coming from the student's `causal_mask(kernel_size, type)`, one layer per entry of
     `mask_types` (random weights, one channel). Returns a (size, size) boolean map."""
+    _check_function(causal_mask, "causal_mask")
+    if isinstance(mask_types, str) or not all(kind in ("A", "B") for kind in mask_types) or not mask_types:
+        raise InputError(f"mask_types must be a non-empty list of 'A' and 'B', got {mask_types!r}")
+    kernel_size = check_int(kernel_size, "kernel_size", 1, 15)
+    if kernel_size % 2 == 0:
+        raise InputError(f"kernel_size must be odd (a centre pixel), got {kernel_size}")
+    size, seed = check_int(size, "size", kernel_size, 101), check_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         convs = [nn.Conv2d(1, 1, kernel_size, padding=kernel_size // 2) for _ in mask_types]
-    masks = [torch.as_tensor(causal_mask(kernel_size, kind), dtype=torch.float32) for kind in mask_types]
+    masks = [_student_tensor(torch.as_tensor(_run_student(causal_mask, kernel_size, kind, case=f"a {kind} mask"),
+                                             dtype=torch.float32), "causal_mask", (kernel_size, kernel_size))
+             for kind in mask_types]
     x = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(seed), requires_grad=True)
     h = x
     for conv, mask in zip(convs, masks):
@@ -213,5 +261,7 @@ def causal_reach(causal_mask: Callable, mask_types: Sequence[str] = ("A", "B", "
 
 def rows_above(reach: Tensor) -> int:
     """How many rows above the centre a reach map (`causal_reach`) touches."""
+    if not isinstance(reach, Tensor) or reach.dim() != 2:
+        raise InputError(f"rows_above reads the (size, size) map that causal_reach returns, got {reach!r:.80}")
     rows = reach.any(1).nonzero().flatten()
     return 0 if len(rows) == 0 else max(0, reach.shape[0] // 2 - int(rows.min()))

@@ -14,6 +14,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from .. import files, paths
+from ..errors import InputError
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError()"
@@ -23,28 +24,35 @@ SOLUTIONS_DIR, STUDENT_DIR = EXERCISES_DIR / "solutions", EXERCISES_DIR / "stude
 
 def clear_solutions(source: str) -> str:
     """Replace every BEGIN/END SOLUTION region (marker lines included) by an indented stub."""
+    _check_source(source)
     lines, inside = [], False
     for number, line in enumerate(source.splitlines(), start=1):
         marker = line.strip()
         if marker == BEGIN:
             if inside:
-                raise ValueError(f"line {number}: {BEGIN} inside another solution region")
+                raise InputError(f"line {number}: {BEGIN} inside another solution region")
             inside = True
             lines.append(line[: len(line) - len(line.lstrip())] + STUB)
         elif marker == END:
             if not inside:
-                raise ValueError(f"line {number}: {END} without a {BEGIN}")
+                raise InputError(f"line {number}: {END} without a {BEGIN}")
             inside = False
         elif not inside:
             lines.append(line)
     if inside:
-        raise ValueError(f"a {BEGIN} is never closed")
+        raise InputError(f"a {BEGIN} is never closed")
     return "\n".join(lines)
 
 
 def strip_markers(source: str) -> str:
     """The solution as a student would write it: the marker lines removed, the answer kept."""
+    _check_source(source)
     return "\n".join(line for line in source.splitlines() if line.strip() not in (BEGIN, END))
+
+
+def _check_source(source: object) -> None:
+    if not isinstance(source, str):
+        raise InputError(f"a cell's source must be a string, got {type(source).__name__}")
 
 
 def student_notebook(solution: NotebookNode) -> NotebookNode:
@@ -55,7 +63,7 @@ def student_notebook(solution: NotebookNode) -> NotebookNode:
             cell.source = clear_solutions(cell.source)
             cell.outputs, cell.execution_count = [], None
         elif BEGIN in cell.source:
-            raise ValueError("solution markers belong in code cells only")
+            raise InputError("solution markers belong in code cells only")
     return student
 
 
