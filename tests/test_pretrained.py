@@ -6,7 +6,7 @@ import torch
 
 from hvae_lite import recipes
 from hvae_lite.checkpoints import CheckpointError, load_checkpoint, read_manifest, sha256_of
-from hvae_lite.data import load_mnist
+from hvae_lite.data import load_data
 from hvae_lite.evaluate import heldout_elbo
 from hvae_lite.paths import CHECKPOINT_DIR
 from hvae_lite.pretrained import load_or_train, ship_checkpoint
@@ -117,15 +117,9 @@ def test_a_shipped_file_without_manifest_is_an_error(fast_run, tmp_path):
 
 
 SHIPPED = [name for name in CHECKPOINT_NAMES if (CHECKPOINT_DIR / f"{name}.pt").is_file()]
-# The conditional model's manifest was measured with the held-out masks of before issue 18 (one
-# mask sequence per batch, now one mask per image): its numbers await re-measurement. Strict: once
-# the manifest is rebuilt this xfail fails, and the mark must go.
-REMEASURE = {"imputation": "held-out masks drawn once per image since issue 18; the file (fine-tuned from the "
-                           "previous, width-32 default) not retrained or re-measured yet"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=REMEASURE[name]))
-                                  if name in REMEASURE else name for name in SHIPPED])
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_checkpoint_matches_its_manifest(name):
     manifest = read_manifest(name)
     assert sha256_of(CHECKPOINT_DIR / f"{name}.pt") == manifest["sha256"]
@@ -133,7 +127,8 @@ def test_shipped_checkpoint_matches_its_manifest(name):
     assert checkpoint.config == type(checkpoint.config).from_dict(manifest["config"])  # older manifests lack newer fields
     # The held-out ELBO of the first 100 digits, recomputed from the file, as the manifest says.
     subset = manifest["heldout"]["elbo_subset"]
-    images = load_mnist("embedded", seed=manifest["data"]["split_seed"]).test_images[: subset["n_images"]]
+    data = manifest["data"]  # the digits' manifests name no source (the embedded split); the photos' do
+    images = load_data(data.get("source", "embedded"), seed=data["split_seed"] or 0).test_images[: subset["n_images"]]
     model = checkpoint.model()  # built before seeding: its random initialisation draws from the RNG
     torch.manual_seed(subset["torch_seed"])
     elbo, _ = heldout_elbo(model, images)
