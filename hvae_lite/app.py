@@ -48,8 +48,11 @@ CACHE_DIR = paths.RUNS_DIR / "app"
 # without culling every such kernel (about 0.5 GB) stays until the server stops: a kernel with no
 # page connected that has stayed idle for 10 minutes is culled, checked every minute. A page still
 # open is never culled, however long it sits idle.
+# Voila runs the notebook before it sends the page, and waits only 4 s (nbclient's default) for a
+# cell's last outputs once the kernel says the cell is done: on a machine busy with a class, the
+# app's widget came later, was dropped, and the page showed no tabs. 60 s waits for it.
 VOILA_OPTIONS = ("--MappingKernelManager.cull_idle_timeout=600", "--MappingKernelManager.cull_interval=60",
-                 "--MappingKernelManager.cull_connected=False")
+                 "--MappingKernelManager.cull_connected=False", "--VoilaExecutor.iopub_timeout=60")
 # Every visitor has a kernel of their own: one thread each, so that ten kernels redrawing at once
 # share the cores instead of spin-waiting for each other (torch reads this when it is imported).
 KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}

@@ -50,6 +50,7 @@ SERVER_START_S = 120
 NOTEBOOK_RUN_S = 420  # generous: seconds on an idle machine, minutes when its cores are shared
 REDRAW_S = 60
 LOAD_SESSIONS = 10  # students at once in the load test
+CULL_AFTER_S = 60  # the load test's idle-kernel cull: longer than a page takes to connect to its kernel under load
 # Voila's page template links Font Awesome from a CDN; without a network (CI, an offline classroom)
 # that stylesheet fails to load and the page has no icons, which the explorers do not use. The one
 # console error tolerated, and only for that URL.
@@ -362,15 +363,16 @@ def test_classroom_app_in_voila(voila, page):
     assert len(app_load.kernels(voila.process)) == 1  # one kernel per page (the load test culls them)
 
 
-@pytest.mark.skip(reason="known failure, open (issue 22): in the browser suite the load test's pages never show the "
-                         "app's tabs within the time limit (Locator.wait_for timeout, 420 s); run benchmarks/app_load.py "
-                         "on its own to measure the app under load")
 def test_the_app_serves_a_class_and_culls_the_kernels_of_vanished_pages(chromium, workspace):
     """LOAD_SESSIONS pages at once, each moving a control on every tab; every move redraws, then the
     pages vanish (closed without telling the server) and the server culls their idle kernels.
     Fast mode (tiny models): the numbers for the shipped models are benchmarks/results/app_load.json."""
     _, _, env = workspace
-    result = app_load.measure(sessions=LOAD_SESSIONS, moves=3, vanish=True, cull_after=10, chromium=chromium,
+    # A kernel counts as idle with no page connected from the moment Voila has run the notebook until
+    # its page's script connects; on a busy machine ten pages take tens of seconds for that, and a
+    # 10-second cull then removed kernels before their pages could use them ("Loading widget...").
+    # The app's own setting is 600 s (app.VOILA_OPTIONS); CULL_AFTER_S keeps the test short.
+    result = app_load.measure(sessions=LOAD_SESSIONS, moves=3, vanish=True, cull_after=CULL_AFTER_S, chromium=chromium,
                               env=env, timeout_s=NOTEBOOK_RUN_S)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     (SCREENSHOTS / "app_load.json").write_text(json.dumps(result, indent=2) + "\n")
