@@ -311,8 +311,8 @@ def contrast_sentence(contrast: Mapping[str, Any], measure: str = "nll") -> str:
             f"{'s' if seeds > 1 else ''}{spread}: {outcome}")
 
 
-PHOTO_MODELS = {"photos": "Matryoshka, discretised logistics", "photos-control": "+ 3 more epochs (the control)",
-                "photos-ar": "+ colour AR head, the same 3 epochs"}
+PHOTO_MODELS = {"photos": "Matryoshka, discretised logistics", "photos-control": "+ 15 more epochs (the control)",
+                "photos-ar": "+ colour AR head, the same 15 epochs"}
 
 
 def photos_table(result: Mapping[str, Any]) -> str:
