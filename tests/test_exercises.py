@@ -473,7 +473,8 @@ def test_train_with_kl_term_trains_exactly_like_the_kit_with_the_reference(small
     assert floorless["test_elbo"] != pytest.approx(theirs["test_elbo"], abs=1e-4)  # the student's term is what trains
 
 
-@pytest.mark.parametrize("changes, words", [({"lr": 5e-3, "epochs": 9}, "fixed budget"), ({"learning_rate": 1.0}, "not TrainConfig fields"),
+@pytest.mark.parametrize("changes, words", [({"lr": 5e-3, "epochs": 9}, "fixed budget"), ({"batch_size": 10}, "fixed budget"),
+                                            ({"learning_rate": 1.0}, "not TrainConfig fields"),
                                             ([("lr", 1.0)], "as a dict")])
 def test_recipe_challenge_refuses_changes_outside_the_rules(changes, words, small_split):
     result = recipe_challenge(changes, data=small_split, quiet=True)
@@ -481,13 +482,28 @@ def test_recipe_challenge_refuses_changes_outside_the_rules(changes, words, smal
 
 
 def test_recipe_challenge_reports_the_gain_and_a_failed_training(small_split):
-    strict = recipe_challenge({"lr": 5e-3}, min_gain=1e9, data=small_split, quiet=True)
-    assert not strict.passed and "Not enough yet" in strict.message and "held-out ELBO" in strict.message
+    strict = recipe_challenge({"lr": 5e-3}, min_gain=1e9, data=small_split, quiet=True, seeds=[0])
+    assert not strict.passed and "Not enough yet" in strict.message and "seed 0:" in strict.message
     def not_yet():
         raise NotImplementedError()
     assert "not implemented yet" in recipe_challenge(not_yet, data=small_split, quiet=True).message
-    broken = recipe_challenge(lambda: {"batch_size": 0}, data=small_split, quiet=True)
+    broken = recipe_challenge(lambda: {"lr": -1.0}, data=small_split, quiet=True, seeds=[0])
     assert not broken.passed and "failed" in broken.message
+    with pytest.raises(InputError, match="seeds"):
+        recipe_challenge({"lr": 5e-3}, data=small_split, seeds=[])
+
+
+@pytest.mark.parametrize("pairs, passed, words", [
+    ([[-200.0, -190.0], [-210.0, -199.0], [-205.0, -196.0]], True, "gain +10.0 ± 0.6 nats over 3 seeds (better)"),
+    ([[-200.0, -170.0], [-210.0, -215.0], [-205.0, -200.0]], False, "(not distinguishable)"),  # a big mean, one seed worse
+    ([[-200.0, -198.0], [-210.0, -208.0], [-205.0, -203.5]], False, "(better)"),               # clear, but too small
+    ([[-184.1, -177.1], [-211.8, -183.1], [-211.3, -208.4]], True, "(not distinguishable)"),   # the kit's answer, measured
+])
+def test_the_challenge_passes_on_a_gain_with_every_seed_only(pairs, passed, words):
+    from hvae_lite.exercises.demos import _challenge_result
+
+    result = _challenge_result("challenge", pairs, [0, 1, 2], {"kl_balance": True}, 5.0, 200)
+    assert result.passed is passed and words in result.message
 
 
 def test_ready_runs_a_demonstration_only_for_a_passing_answer(capsys):
