@@ -131,7 +131,9 @@ class OutputHead(nn.Module):
         if self.likelihood != "logistic":
             return torch.sigmoid(params)
         logits, means, _ = self._per_channel(params).float().chunk(3, dim=2)
-        return ((torch.softmax(logits, 2) * means.clamp(-1, 1)).sum(2) + 1) / 2
+        # The softmax weights sum to 1 only up to rounding: a mean at an end of the range can land
+        # a few 1e-8 outside [0, 1], which every image check of the kit rightly refuses.
+        return (((torch.softmax(logits, 2) * means.clamp(-1, 1)).sum(2) + 1) / 2).clamp(0, 1)
 
     def draw(self, params: Tensor) -> Tensor:
         """One sample of each sub-pixel given its parameters: (B, C * P, ...) -> (B, C, ...)."""

@@ -14,6 +14,7 @@ from hvae_lite.config import get_preset
 from hvae_lite.data import load_data, photos
 from hvae_lite.data.photos import TEST_PHOTOS, TRAIN_PHOTOS, cut_patches, load_photos, shrink
 from hvae_lite.errors import DataError
+from hvae_lite.likelihoods import OutputHead
 from hvae_lite.model import HVAE
 from hvae_lite.objectives import bits_per_dim
 from hvae_lite.recipes import FAST_RECIPES, RECIPES
@@ -193,3 +194,15 @@ def test_notebook_9_parameters_are_checked_against_the_held_out_patches(split, m
     assert fast.N_EVAL == 20 and fast.N_AR_SAMPLES == 1
     with pytest.raises(InputError, match="N_EVAL"):  # more patches than are held out
         check_parameters("09_natural_images", **{**given, "FAST": False, "SEED": 0, "N_EVAL": len(split.test_images) + 1})
+
+
+def test_the_mean_of_a_logistic_head_stays_in_the_unit_interval():
+    """Means at the ends of the range, mixed by softmax weights that sum to 1 only up to rounding,
+    must still give images in [0, 1] (a sample's mean went to -6e-8 and failed the plots' check)."""
+    head = OutputHead(get_preset("photos"))
+    k = head.params_per_channel // 3
+    logits = torch.randn(64, 3, k, 8, 8, generator=torch.Generator().manual_seed(0)) * 5
+    for end in (-3.0, 3.0):  # beyond the clamp of the component means
+        params = torch.cat([logits, torch.full_like(logits, end), torch.zeros_like(logits)], 2).flatten(1, 2)
+        mean = head.mean(params)
+        assert mean.min() >= 0 and mean.max() <= 1
