@@ -51,8 +51,12 @@ def test_shipped_checkpoints_load_strictly(path):
     model = checkpoint.model()  # load_state_dict is strict: every name and shape must match
     if not isinstance(checkpoint.config, HVAEConfig):
         return  # another kind of model (e.g. the digit judge): its loading is what is checked
-    x = torch.bernoulli(torch.full((2, 1, 28, 28), 0.3))
-    observed = occlusion_mask("center", 2) if checkpoint.config.conditional else None
+    config = checkpoint.config
+    if config.likelihood == "bernoulli":
+        x = torch.bernoulli(torch.full((2, *config.image_shape), 0.3))
+    else:  # 8-bit levels (the colour models)
+        x = torch.randint(0, 256, (2, *config.image_shape), generator=torch.Generator().manual_seed(0)) / 255
+    observed = occlusion_mask("center", 2, config.image_size) if config.conditional else None
     assert torch.isfinite(model(x, observed).elbo).all()
 
 
