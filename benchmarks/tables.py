@@ -18,6 +18,7 @@ from typing import Any, Callable
 from hvae_lite import results
 from hvae_lite.data import MASK_KINDS
 from hvae_lite.paths import CHECKPOINT_DIR, REPO_ROOT, RESULTS_DIR
+from hvae_lite.recipes import RECIPES
 from hvae_lite.results import markdown_table, plus_minus
 
 DOCUMENTS = (REPO_ROOT / "README.md", REPO_ROOT / "benchmarks" / "README.md")
@@ -247,7 +248,7 @@ def _class_targets(rows: list) -> None:
                          ">= 0.90 on every kind", f"lowest: {worst} {ratios[worst]:.2f}", min(ratios.values()) >= 0.90))
 
 
-PHOTO_MODELS = ("photos", "photos-ar", "photos-control", "photos-imputation")
+PHOTO_MODELS = tuple(name for name, recipe in RECIPES.items() if recipe.data == "photos")
 
 
 def _photo_targets(rows: list) -> None:

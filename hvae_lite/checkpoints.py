@@ -268,8 +268,8 @@ def shared_weight_names(model: torch.nn.Module, source: Checkpoint) -> set[str]:
 def warm_start(model: torch.nn.Module, source: Checkpoint) -> tuple[str, set[str]]:
     """Copy every weight of `source` (its evaluation weights) whose name and shape match `model`;
     the rest keep their initialisation. Returns a one-line summary and the names copied."""
-    own = model.state_dict()
-    matched = {k: v for k, v in source.evaluation_state().items() if k in shared_weight_names(model, source)}
+    own, shared = model.state_dict(), shared_weight_names(model, source)
+    matched = {k: v for k, v in source.evaluation_state().items() if k in shared}
     if not matched:
         raise ConfigError("init_from: the checkpoint shares no weights with this model (another architecture?)")
     model.load_state_dict(matched, strict=False)
