@@ -1,6 +1,6 @@
 """Charts of numbers: KL per latent layer (one model, or several side by side), training curves,
-bars with standard-error whiskers on a value axis that shows the differences, and the 2-D map of the
-top latents. Pure functions returning matplotlib Figures (re-exported by `hvae_lite.plots`)."""
+bars with standard-error whiskers on a value axis that shows the differences, the time-to-quality
+curves, and the 2-D map of the top latents. Pure functions returning matplotlib Figures (re-exported by `hvae_lite.plots`)."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -168,6 +168,33 @@ def class_kept_curve(curves: Mapping[str, Mapping[int, tuple[float, float]]], ch
     ax.set(xlabel="k: top layers kept from the digit (the rest resampled)", ylabel="true class kept",
            ylim=(0, 1.02), title=title)
     ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def time_to_quality(curves: Mapping[str, Mapping], title: str = "What a training run buys, minute by minute") -> Figure:
+    """Held-out IWAE NLL and judge-confident prior samples against training minutes, one line per
+    recipe, with +-1 standard-error bars: the `curves` of benchmarks/results/time_to_quality.json
+    ({name: {"what", "points": [{"minutes_two_threads", "nll", "nll_stderr", "confident", ...}]}})."""
+    if not curves:
+        raise InputError("nothing to plot: curves is empty")
+    fig = Figure(figsize=(10, 3.4))
+    nll_ax, samples_ax = fig.subplots(1, 2)
+    for name, curve in curves.items():
+        points = sorted(curve["points"], key=lambda p: p["minutes_two_threads"])
+        minutes = [p["minutes_two_threads"] for p in points]
+        nll_ax.errorbar(minutes, [p["nll"] for p in points], yerr=[p["nll_stderr"] for p in points], marker="o",
+                        markersize=3, capsize=2, label=name)
+        samples_ax.errorbar(minutes, [p["confident"] for p in points], yerr=[p["confident_stderr"] for p in points],
+                            marker="o", markersize=3, capsize=2, label=name)
+    # Early snapshots sit tens of nats above the rest; a log time axis and a clipped NLL axis keep the
+    # differences between finished runs (a few nats) visible.
+    finished = [p["nll"] for curve in curves.values() for p in curve["points"]]
+    nll_ax.set(xscale="log", xlabel="training minutes (two threads)", ylabel="held-out IWAE NLL (nats, lower is better)",
+               ylim=(min(finished) - 2, min(max(finished), min(finished) + 40) + 2), title=title)
+    samples_ax.set(xscale="log", xlabel="training minutes (two threads)", ylabel="judge-confident prior samples",
+                   ylim=(0, 1), title="Samples a digit classifier is sure of")
+    nll_ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

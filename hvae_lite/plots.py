@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .charts import (_numbers, class_kept_curve, compare_bars, embedding_scatter, kl_comparison,  # noqa: F401
-                     kl_per_layer, training_curves, value_axis_limits)  # (re-exported)
+                     kl_per_layer, time_to_quality, training_curves, value_axis_limits)  # (re-exported)
 from .diagrams import CAUSAL_COLOURS, STREAM_COLOURS, architecture_diagram, causality_maps  # noqa: F401 (re-exported)
 from .errors import InputError
 from .validate import check_float, check_images, check_int

@@ -128,3 +128,26 @@ def test_photos_quick_scores_every_model_and_kind_and_reuses_its_cache(tmp_path,
     monkeypatch.setattr(photos, "model_scores", lambda *a, **k: pytest.fail("the cache was not used"))
     monkeypatch.setattr(photos, "imputation_kind", lambda *a, **k: pytest.fail("the cache was not used"))
     assert photos.main(args)["paired"] == json.loads(json.dumps(result["paired"]))
+
+
+def test_time_to_quality_scores_snapshots_against_minutes(tmp_path, monkeypatch):
+    """The MLP curve end to end at a tiny scale: snapshots taken as it trains, scored, timed, assembled."""
+    import dataclasses
+
+    import time_to_quality as ttq
+    monkeypatch.setattr(ttq, "SNAPSHOTS", tmp_path / "snapshots")
+    monkeypatch.setattr(ttq, "FIGURE", tmp_path / "figure.png")
+    monkeypatch.setattr(ttq, "MLP_BASELINE_RECIPE", dataclasses.replace(ttq.MLP_BASELINE_RECIPE, epochs=3))
+    monkeypatch.setattr(ttq, "MLP_SNAPSHOT_EPOCHS", (1, 3))
+    monkeypatch.setattr(ttq, "N_DIGITS", 6)
+    monkeypatch.setattr(ttq, "K", 2)
+    monkeypatch.setattr(ttq, "N_SAMPLES", 10)
+    result = ttq.main(["--train-mlp", "--curve", "mlp-vae", "--speed", "--assemble", "--out", str(tmp_path / "t.json")])
+    (name, curve), = result["curves"].items()
+    assert name == "mlp-vae" and [p["epoch"] for p in curve["points"]] == [1, 3]
+    for point in curve["points"]:  # minutes = epochs x the recipe's measured seconds per epoch
+        assert point["minutes_two_threads"] == pytest.approx(point["epoch"] * curve["seconds_per_epoch"] / 60)
+        assert point["nll"] > 0 and 0 <= point["confident"] <= 1
+    assert curve["points"][1]["nll"] < curve["points"][0]["nll"]  # three epochs beat one
+    assert (tmp_path / "figure.png").stat().st_size > 0
+    assert json.loads((tmp_path / "t.json").read_text())["curves"]["mlp-vae"]["points"] == curve["points"]

@@ -216,3 +216,21 @@ def test_kl_comparison_threshold_and_class_kept_curve():
     assert list(lines[0].get_xdata()) == [1, 11] and list(lines[0].get_ydata()) == [0.6, 0.97]
     with pytest.raises(Exception, match="empty"):
         class_kept_curve({})
+
+
+def test_time_to_quality_draws_each_recipe_against_minutes():
+    from hvae_lite.plots import time_to_quality
+
+    def point(minutes, nll):
+        return {"minutes_two_threads": minutes, "nll": nll, "nll_stderr": 0.5, "confident": 0.5, "confident_stderr": 0.02}
+
+    fig = time_to_quality({"quick": {"what": "q", "points": [point(9.0, 90.0), point(3.0, 101.0)]},
+                           "mlp": {"what": "m", "points": [point(1.0, 105.0)]}})
+    nll_ax, samples_ax = fig.axes
+    first = nll_ax.get_lines()[0]
+    assert list(first.get_xdata()) == [3.0, 9.0] and list(first.get_ydata()) == [101.0, 90.0]  # sorted by minutes
+    assert nll_ax.get_xscale() == "log" and nll_ax.get_ylim()[0] == pytest.approx(88.0)
+    assert {t.get_text() for t in nll_ax.get_legend().get_texts()} == {"quick", "mlp"}
+    assert samples_ax.get_ylim() == (0, 1)
+    with pytest.raises(Exception, match="empty"):
+        time_to_quality({})
