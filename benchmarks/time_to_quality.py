@@ -33,7 +33,7 @@ from hvae_lite.config import TrainConfig
 from hvae_lite.data import load_mnist
 from hvae_lite.evaluate import per_image_scores
 from hvae_lite.judge import judge_images
-from hvae_lite.paths import BENCH_RUNS_DIR, RESULTS_DIR
+from hvae_lite.paths import BENCH_RUNS_DIR, FIGURES_DIR, RESULTS_DIR
 from hvae_lite.plots import time_to_quality
 from hvae_lite.pretrained import load_judge
 from hvae_lite.recipes import MLP_BASELINE_RECIPE
@@ -43,7 +43,7 @@ from hvae_lite.train import Trainer
 
 SNAPSHOTS = BENCH_RUNS_DIR / "time_to_quality"
 N_DIGITS, K, N_SAMPLES = 300, 100, 500
-FIGURE = Path(__file__).parent / "figures" / "time_to_quality.png"  # shown in benchmarks/README.md
+FIGURE = FIGURES_DIR / "time_to_quality.png"  # shown in benchmarks/README.md
 MLP_SNAPSHOT_EPOCHS = (5, 10, 20, 40, 75, 150, 225, 300)
 CURVES = {  # curve name -> what it is
     "default-w32": "the default recipe at width 32 (planned for 280 epochs, stopped after 45)",

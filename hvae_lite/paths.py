@@ -37,6 +37,8 @@ CHECKPOINT_RUNS = "runs/checkpoints"
 # The benchmark results the notebooks and the README read (a clone's benchmarks/results/; an
 # installed package has none unless a user puts them in its cache folder: measures read as "not measured").
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" if IN_SOURCE_TREE else USER_CACHE_DIR / "results"
+# Figures the benchmarks draw for benchmarks/README.md (beside the results they are drawn from)
+FIGURES_DIR = RESULTS_DIR.parent / "figures"
 # Downloaded data sets (MNIST, Omniglot, CIFAR-10 share one folder: their file names do not collide).
 DEFAULT_DOWNLOAD_DIR = REPO_ROOT / "data" / "mnist" if IN_SOURCE_TREE else USER_CACHE_DIR / "data"
 DOWNLOAD_DIR_ENV = "HVAE_LITE_DATA"
