@@ -50,7 +50,10 @@ SERVER_START_S = 120
 NOTEBOOK_RUN_S = 420  # generous: seconds on an idle machine, minutes when its cores are shared
 REDRAW_S = 60
 LOAD_SESSIONS = 10  # students at once in the load test
-CULL_AFTER_S = 180  # the load test's idle-kernel cull: longer than a kernel may wait, started but not yet run, under load
+# The load test's idle-kernel cull. Voila's culler counts a kernel as idle while Voila is still running
+# the app notebook in it (its log: "Culling 'idle' kernel ... with 0 connections" during the execute
+# request): under ten pages on two cores that took over 180 s in a fresh-clone run, which then hung.
+CULL_AFTER_S = 300
 # Voila's page template links Font Awesome from a CDN; without a network (CI, an offline classroom)
 # that stylesheet fails to load and the page has no icons, which the explorers do not use. The one
 # console error tolerated, and only for that URL.
