@@ -186,12 +186,11 @@ def _quick_targets(rows: list) -> None:
         quick_curve = _load("time_to_quality.json")["curves"].get("quick")
     except NotMeasured:
         quick_curve = None
-    minutes = quick["epochs"] * quick_curve["seconds_per_epoch"] / 60 if quick_curve else None
-    when = (f"{minutes:.1f} min on two threads" if minutes is not None else
-            f"{quick['minutes']:.1f} min on {quick['threads']} thread{'s' if quick['threads'] > 1 else ''}")
-    rows.append(_row(f"quick recipe: held-out IWAE-{quick['k']} NLL, {when}", "<= 86 nats in <= 10 minutes",
-                     _pm(quick["nll_iwae"], quick["nll_iwae_stderr"]),
-                     quick["nll_iwae"] <= 86 and (minutes if minutes is not None else quick["minutes"]) <= 10))
+    minutes, threads = ((quick["epochs"] * quick_curve["seconds_per_epoch"] / 60, "two threads") if quick_curve else
+                        (quick["minutes"], f"{quick['threads']} thread{'s' if quick['threads'] > 1 else ''}"))
+    rows.append(_row(f"quick recipe: held-out IWAE-{quick['k']} NLL, {minutes:.1f} min on {threads}",
+                     "<= 86 nats in <= 10 minutes", _pm(quick["nll_iwae"], quick["nll_iwae_stderr"]),
+                     quick["nll_iwae"] <= 86 and minutes <= 10))
 
 
 def _study_targets(rows: list) -> None:

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "curves": curves, "machine": machine()}
     write_json(args.out, result)
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    time_to_quality({name: curve for name, curve in curves.items()}).savefig(FIGURE, dpi=100)
+    time_to_quality(curves).savefig(FIGURE, dpi=100)
     return result
 
 
