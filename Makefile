@@ -29,7 +29,7 @@ NOTEBOOKS ?= $(sort $(wildcard notebooks/*.ipynb)) $(sort $(wildcard notebooks/e
 # outputs of cells marked "# NBVAL_CHECK_OUTPUT"; every cell must run without an error.
 test: $(STAMP)
 	HVAE_LITE_FAST=1 $(NB_ENV) $(PY) -m pytest -q tests notebooks --nbval-lax \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg --ignore=notebooks/exercises/student
+		--nbval-sanitize-with tests/nbval_sanitize.cfg --ignore=notebooks/exercises/student --durations=15
 
 # The main job: train (or load) the default model on the embedded digits and write a report.
 report: $(STAMP)
