@@ -5,8 +5,8 @@ in a temporary workspace holding output-free copies of the notebooks, and drives
 with Playwright: for notebooks 05, 06 and 07 it runs all cells, moves every slider and dropdown of
 the explorer and checks that the figure changed, that no cell shows an error and that the browser
 console logged no error; in the app it moves a control on every tab. The load test opens the app in
-LOAD_SESSIONS pages at once, each moving a control on every tab (`benchmarks/app_load.py`: redraw latency and kernel memory, written to
-reports/browser/app_load.json), then lets the pages vanish and waits for the server to cull their
+LOAD_SESSIONS pages at once, each moving a control on every tab (`benchmarks/app_load.py`: redraw
+latency and kernel memory, written to reports/browser/app_load.json), then lets the pages vanish and waits for the server to cull their
 kernels. The report's formulas are checked as Chromium lays them out, offline. One screenshot per page goes
 to reports/browser/ (gitignored). The servers are stopped whatever happens.
 
@@ -50,8 +50,8 @@ SERVER_START_S = 120
 NOTEBOOK_RUN_S = 420  # generous: seconds on an idle machine, minutes when its cores are shared
 REDRAW_S = 60
 # Pages at once in the load test. Four keep it to minutes on a two-core CI machine (ten took over 420 s
-# before the first page was served); the class of ten with the shipped models is the benchmark
-# (benchmarks/app_load.py -> benchmarks/results/app_load.json).
+# before the first page was served); a class of ten with the shipped models is what the benchmark
+# measures (`benchmarks/app_load.py --sessions 10`).
 LOAD_SESSIONS = 4
 # The load test's idle-kernel cull. A kernel counts as idle with no page connected from the moment Voila
 # has run the app notebook in it until its page's script connects; on a busy machine that gap is tens of
@@ -372,7 +372,7 @@ def test_classroom_app_in_voila(voila, page):
 def test_the_app_serves_a_class_and_culls_the_kernels_of_vanished_pages(chromium, workspace):
     """LOAD_SESSIONS pages at once, each moving a control on every tab; every move redraws, then the
     pages vanish (closed without telling the server) and the server culls their idle kernels.
-    Fast mode (tiny models): the numbers for the shipped models are benchmarks/results/app_load.json."""
+    Fast mode (tiny models); `benchmarks/app_load.py` measures the shipped models."""
     _, _, env = workspace
     # The app's own cull is 600 s (app.VOILA_OPTIONS); CULL_AFTER_S keeps the test short.
     result = app_load.measure(sessions=LOAD_SESSIONS, moves=3, vanish=True, cull_after=CULL_AFTER_S, chromium=chromium,
