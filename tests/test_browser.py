@@ -6,9 +6,10 @@ with Playwright: for notebooks 05, 06 and 07 it runs all cells, moves every slid
 the explorer and checks that the figure changed, that no cell shows an error and that the browser
 console logged no error; in the app it moves a control on every tab. The load test opens the app in
 LOAD_SESSIONS pages at once, each moving a control on every tab (`benchmarks/app_load.py`: redraw
-latency and kernel memory, written to reports/browser/app_load.json), then lets the pages vanish and waits for the server to cull their
-kernels. The report's formulas are checked as Chromium lays them out, offline. One screenshot per page goes
-to reports/browser/ (gitignored). The servers are stopped whatever happens.
+latency and kernel memory, written to reports/browser/app_load.json), then lets the pages vanish and
+waits for the server to cull their kernels. The report's formulas are checked as Chromium lays them
+out, offline. One screenshot per page goes to reports/browser/ (gitignored). The servers are stopped
+whatever happens.
 
 Needs Chromium and the `playwright` package (`pip install -e ".[dev]"`; never `playwright install`,
 which downloads browsers). Without them the test skips, except in CI (env CI=true), where it fails.
