@@ -89,12 +89,16 @@ def _fine_tune(base: str, train: TrainConfig) -> TrainConfig:
 # width 32 (fp32: bf16 autocast is slow on CPUs without bf16 instructions).
 _QUICK = TrainConfig(epochs=12, batch_size=16, lr=2e-3, warmup_epochs=3.0, kl_balance=True, free_bits=0.5,
                      free_bits_end_epoch=10.0, ema_decay=0.95)
-_QUICK_FINE_TUNE = TrainConfig(epochs=5, lr=2e-4, warmup_epochs=0.0, ema_decay=0.99, new_lr=2e-3)
+# A fine-tune's weight average must forget where it began (see _IMPUTATION): 0.97 ** 200 updates is 0.2 %.
+_QUICK_FINE_TUNE = TrainConfig(epochs=5, lr=2e-4, warmup_epochs=0.0, ema_decay=0.97, new_lr=2e-3)
 # The ablation study (benchmarks/ablations.py): every variant trained from scratch with the quick
 # recipe in bf16 (about 10 minutes of one core each); the AR head and its no-head control are
-# fine-tuned identically from the same trained full model. Its seed-0 runs ship ("study-*").
+# fine-tuned identically from the same trained full model. Its seed-0 runs ship ("study-*"). Its
+# fine-tunes were run with a slower average (0.99, which keeps 13 % of the start after 200 updates):
+# the raw weights score 0.17 (head) and 0.27 (control) nats better on the held-out ELBO (seed 0), the
+# same for both arms, so the paired contrast stands; the recipe stays as run, so the results reproduce.
 ABLATION = dataclasses.replace(_QUICK, amp=True)
-ABLATION_FINE_TUNE = dataclasses.replace(_QUICK_FINE_TUNE, amp=True)
+ABLATION_FINE_TUNE = dataclasses.replace(_QUICK_FINE_TUNE, amp=True, ema_decay=0.99)
 
 # The shipped recipes (benchmarks/README.md has what each reaches and how long it took on one core).
 # The default trains 130 epochs at width 64 (about 2 hours of one idle core): a 10-epoch warm-up with
@@ -105,9 +109,15 @@ ABLATION_FINE_TUNE = dataclasses.replace(_QUICK_FINE_TUNE, amp=True)
 # start from the trained default (`base`); the study's models are the ablation study's seed-0 runs.
 _LONG = TrainConfig(epochs=130, lr=2e-3, warmup_epochs=10.0, kl_balance=True, free_bits=0.5,
                     free_bits_end_epoch=78.0, ema_decay=0.998, amp=True)
+# The mixture's average keeps 13 % of its start too (0.995 ** 400), but the start is the trained
+# default with a prior fitted to it: the raw weights score only 0.05 nats better (held-out ELBO).
 _MIXTURE = TrainConfig(epochs=10, lr=2e-4, warmup_epochs=0.0, ema_decay=0.995, amp=True, new_lr=2e-3,
                        mixture_init_epoch=0)
-_IMPUTATION = TrainConfig(epochs=10, lr=1e-3, warmup_epochs=0.0, ema_decay=0.995, amp=True, new_lr=2e-3)
+# A fine-tune's weight average must forget where the run began: the imputation model's mask-reading
+# network starts untrained, and over its 400 updates a decay of 0.995 still gave the first weights
+# 13 % of the average (held-out ELBO -46.75 nats with that average, -41.33 with the raw weights).
+# At 0.98 the average spans the last 50 updates or so.
+_IMPUTATION = TrainConfig(epochs=30, lr=1e-3, warmup_epochs=0.0, ema_decay=0.98, amp=True, new_lr=2e-3)
 # Natural images (the `photos` patches, 8-bit colour; benchmarks/README.md, "Natural images"): the
 # base model in 16 minutes of one core (18 epochs of 5,985 patches, batches of 32, a 200-update
 # learning-rate warm-up); the AR head and its control (the same 15-epoch fine-tune without a head)
@@ -150,9 +160,9 @@ QUICK_RECIPES: dict[str, Recipe] = {
     # natural images: about 10 minutes for the base, 5 for each fine-tune, 10 for the conditional model
     "photos": Recipe("photos", dataclasses.replace(_PHOTOS_LONG, epochs=2, free_bits_end_epoch=0.0, ema_decay=0.99),
                      data="photos"),
-    "photos-ar": Recipe("photos-ar", dataclasses.replace(_PHOTOS_FINE_TUNE, epochs=1, ema_decay=0.99), base="photos",
+    "photos-ar": Recipe("photos-ar", dataclasses.replace(_PHOTOS_FINE_TUNE, epochs=1, ema_decay=0.97), base="photos",
                         data="photos"),
-    "photos-control": Recipe("photos", dataclasses.replace(_PHOTOS_FINE_TUNE, epochs=1, ema_decay=0.99), base="photos",
+    "photos-control": Recipe("photos", dataclasses.replace(_PHOTOS_FINE_TUNE, epochs=1, ema_decay=0.97), base="photos",
                              data="photos"),
     "photos-imputation": Recipe("photos", dataclasses.replace(_PHOTOS_LONG, epochs=2, free_bits_end_epoch=0.0,
                                                               ema_decay=0.99), {"conditional": True}, data="photos"),

@@ -90,6 +90,7 @@ class Trainer:
         self.ema = (torch.optim.swa_utils.AveragedModel(
             self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train_config.ema_decay))
             if train_config.ema_decay > 0 else None)
+        train_config.warn_if_average_remembers_start(len(data.train_images), self.dist.world_size)
         self.optimizer = torch.optim.Adamax(self._parameter_groups(copied), lr=train_config.lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=max(1, train_config.epochs),

@@ -100,6 +100,13 @@ def test_imputation_quick_scores_every_kind(tmp_path):
             assert 0 <= row[key] <= 1
     assert result["k_check"][0]["k_big"] == 10 * result["k_check"][0]["k_small"]
     assert len(MASK_KINDS) == 7
+    # A second pair of k adds a row and keeps the first (the kinds come from the cache).
+    again = imputation.main(["--quick", "--out", str(tmp_path / "imputation.json"), "--cache", str(tmp_path / "c"),
+                             "--kinds", "--k-check", "center", "--k-check-ks", "3", "6"])
+    assert [(row["k_small"], row["k_big"]) for row in again["k_check"]] == [(2, 20), (3, 6)]
+    assert again["k_check"][0] == result["k_check"][0] and again["rows"] == result["rows"]
+    with pytest.raises(SystemExit):
+        imputation.main(["--quick", "--k-check", "center", "--k-check-ks", "6", "6"])
 
 
 def test_documented_tables_are_the_results_files():

@@ -1,5 +1,6 @@
 """The trainer: history, exact resume, counted skipped updates, divergence, Ctrl-C, seeds, devices."""
 import math
+import warnings
 
 import pytest
 import torch
@@ -260,6 +261,22 @@ def test_warm_start_copies_matching_weights(small_split, tmp_path):
         _trainer(small_split, config=MLPVAEConfig(hidden=(16,), latent_dim=4), init_from=str(tmp_path / "base.pt"))
 
 
+def test_a_fine_tune_warns_when_its_average_would_remember_the_start(small_split, tmp_path):
+    """decay ** updates is the share of the starting weights left in the saved average: above 5 % the
+    trainer says so and names a decay that forgets; a from-scratch run's average is not checked."""
+    _trainer(small_split, tmp_path / "base.pt").fit()
+    updates = math.ceil(len(small_split.train_images) / 100)  # one epoch of batches of 100
+    tune = dict(epochs=1, batch_size=100, init_from=str(tmp_path / "base.pt"))
+    with pytest.warns(UserWarning, match=f"over this fine-tune's {updates} updates leaves") as caught:
+        _trainer(small_split, ema_decay=0.99, **tune)
+    suggested = float(str(caught[0].message).rsplit("ema_decay <= ", 1)[1].split()[0])
+    assert suggested ** updates == pytest.approx(0.01, abs=0.002)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _trainer(small_split, ema_decay=suggested, **tune)
+        _trainer(small_split, ema_decay=0.99, epochs=1, batch_size=100)
+
+
 def test_a_fine_tune_with_new_lr_resumes_exactly(small_split, tmp_path):
     """A warm start with new_lr has two parameter groups; its resume finds the same split again
     (from the checkpoint it started from) and continues to exactly the uninterrupted numbers."""
@@ -286,7 +303,7 @@ def test_a_fine_tune_with_new_lr_resumes_exactly(small_split, tmp_path):
 def test_mixture_is_fitted_to_the_encoder(small_split, tmp_path):
     _trainer(small_split, tmp_path / "base.pt").fit()
     trainer = _trainer(small_split, config=get_preset("tiny", top_prior="mixture"), epochs=1,
-                       init_from=str(tmp_path / "base.pt"), mixture_init_epoch=0, ema_decay=0.5)
+                       init_from=str(tmp_path / "base.pt"), mixture_init_epoch=0, ema_decay=0.3)
     mixture = trainer.model.top.mixture
     before = mixture.means.detach().clone()
     fit_mixture_to_encoder(trainer.model, small_split.train_images)
