@@ -136,7 +136,7 @@ def imputation_table() -> str:
     result = _load("imputation.json")
     table = results.imputation_table(result)
     if result.get("k_check"):
-        table += "\n\nThe same numbers with ten times more importance samples (k -> 10 k), on the first digits:\n\n"
+        table += "\n\nThe same numbers with more importance samples, on the first digits:\n\n"
         table += results.imputation_k_check_table(result)
     return table
 
