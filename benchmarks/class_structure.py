@@ -12,7 +12,9 @@ purity of samples per component, and the share of keep-top-k resamples that keep
 (which layers hold the class). Beside it, the baselines a mixture must beat, all on the same
 top-latent means: k-means (10 restarts), EM with 10 full-covariance Gaussians, chance under one-to-one
 matching (random assignments), k-means on the pixels, and how much of the class is there at all: a
-logistic-regression probe trained with 10 labels per class (5 draws). Writes
+logistic-regression probe trained with 10 labels per class (5 draws). And how much a fitted prior's
+clustering owes to its EM start: the default's second stage refitted from 10 starts on the same
+posterior samples (clustering and training log-likelihood of each). Writes
 benchmarks/results/class_structure.json (one entry per model name, merged with what is there).
 """
 from __future__ import annotations
@@ -28,16 +30,17 @@ import torch
 from common import machine, write_json
 from hvae_lite.checkpoints import load_checkpoint
 from hvae_lite.data import load_mnist
-from hvae_lite.evaluate import clustering_accuracy, prepare_heldout, top_latent_means
+from hvae_lite.evaluate import clustering_accuracy, kmeans_clusters, prepare_heldout, top_latent_means
 from hvae_lite.explore import class_kept, component_samples
 from hvae_lite.judge import judge_images
 from hvae_lite.paths import RESULTS_DIR
 from hvae_lite.pretrained import load_judge, load_or_train
+from hvae_lite.priors import aggregate_posterior_samples
 from hvae_lite.results import mean_stderr
 from hvae_lite.rng import seeded
 
 KEEPS = (1, 2, 3, 4, 6, 8, 11)
-N_RESAMPLES, PER_COMPONENT, SEEDS = 4, 100, range(5)
+N_RESAMPLES, PER_COMPONENT, SEEDS, EM_STARTS = 4, 100, range(5), 10
 
 
 @torch.no_grad()
@@ -56,7 +59,6 @@ def assignments(model, images: torch.Tensor, n_samples: int = 0) -> torch.Tensor
 
 def baselines(model, data) -> dict[str, Any]:
     """What the top latents hold, found without the model's own prior (and with 100 labels)."""
-    from sklearn.cluster import KMeans
     from sklearn.linear_model import LogisticRegression
     from sklearn.mixture import GaussianMixture
 
@@ -69,17 +71,30 @@ def baselines(model, data) -> dict[str, Any]:
         probe.append(LogisticRegression(max_iter=5000).fit(train[labelled], y_train[labelled]).score(test, y_test))
     pixels = data.train_images.flatten(1).numpy(), data.test_images.flatten(1).numpy()
     return {
-        "kmeans_top_latents": [clustering_accuracy(KMeans(10, n_init=10, random_state=s).fit(train).predict(test), y_test)
-                               for s in SEEDS],
+        "kmeans_top_latents": [clustering_accuracy(kmeans_clusters(train, test, seed=s), y_test) for s in SEEDS],
         "gmm_full_top_latents": [clustering_accuracy(GaussianMixture(10, covariance_type="full", reg_covar=1e-4,
                                                                      random_state=s).fit(train).predict(test), y_test)
                                  for s in SEEDS],
-        "kmeans_pixels": [clustering_accuracy(KMeans(10, n_init=10, random_state=s).fit(pixels[0]).predict(pixels[1]),
-                                              y_test) for s in SEEDS],
+        "kmeans_pixels": [clustering_accuracy(kmeans_clusters(*pixels, seed=s), y_test) for s in SEEDS],
         "random_assignments": [clustering_accuracy(np.random.default_rng(s).integers(0, 10, len(y_test)), y_test)
                                for s in SEEDS],
         "probe_10_labels_per_class": probe,
     }
+
+
+def em_starts(model, data) -> dict[str, list[float]]:
+    """The fitted top prior's recipe (the default's second stage: EM for 10 full-covariance Gaussians on
+    10 posterior samples per training digit) from each of EM_STARTS starts, on the same samples: the
+    held-out clustering of each fit and its training log-likelihood per sample (which picks a start
+    without labels). Shows how much of a fitted prior's clustering is its start."""
+    from sklearn.mixture import GaussianMixture
+
+    z = aggregate_posterior_samples(model, data.train_images, 10, 0).double().numpy()
+    test = top_latent_means(model, data.test_images).double().numpy()
+    fits = [GaussianMixture(10, covariance_type="full", reg_covar=1e-4, random_state=s, n_init=1).fit(z)
+            for s in range(EM_STARTS)]
+    return {"clustering": [clustering_accuracy(fit.predict(test), data.test_labels.numpy()) for fit in fits],
+            "train_log_lik": [float(fit.score(z)) for fit in fits]}
 
 
 def structure(model, judge, data) -> dict[str, Any]:
@@ -108,6 +123,7 @@ def structure(model, judge, data) -> dict[str, Any]:
             "n_components": n, "used_components": used, "purity_mean_used": purity, "purity_stderr_used": purity_se,
             "samples_per_component": PER_COMPONENT, "components": components})
     result["baselines"] = baselines(model, data)
+    result["em_starts"] = em_starts(model, data)
     return result
 
 
@@ -140,7 +156,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "class_kept": f"judge's class of {N_RESAMPLES} keep-top-k resamples (lower layers from the prior, T = 1) "
                       "equals the true label; share per digit, mean and SE over digits",
         "purity": f"judge on {PER_COMPONENT} samples per component: share of the most common class",
-        "baselines": "on the same top-latent posterior means; 5 seeds each; probe: 10 labels per class, 5 draws"},
+        "baselines": "on the same top-latent posterior means; 5 seeds each; probe: 10 labels per class, 5 draws",
+        "em_starts": f"the fitted prior's recipe (EM, 10 full-covariance Gaussians, 10 posterior samples per "
+                     f"training digit, posterior seed 0) from EM starts 0-{EM_STARTS - 1}: held-out clustering at "
+                     "the top-latent means and training log-likelihood per sample of each fit"},
         "machine": machine()})
     write_json(args.out, result)
     return result

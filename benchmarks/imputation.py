@@ -1,6 +1,9 @@
 """Imputation, two routes, every occlusion kind (issue "Class structure ... imputations").
 
     PYTHONPATH=. python benchmarks/imputation.py [--kinds center bottom ...] [--k 20]
+    PYTHONPATH=. python benchmarks/imputation.py --pair study-imputation study-matryoshka \
+        --out benchmarks/results/imputation_study_s0.json   # the pair trained alike from scratch, seed 0
+    PYTHONPATH=. python benchmarks/imputation.py --assemble-study --out benchmarks/results/imputation_study.json
 
 On all 1,000 held-out digits (fixed binarisation, seed 0), for each occlusion kind (one seeded
 mask per digit), the conditional `imputation` model (the paper's route) against iterative
@@ -17,8 +20,11 @@ mask per digit), the conditional `imputation` model (the paper's route) against 
     training digits (grey holes, every kind), whose accuracy on the observed pixels alone is what
     any completion can at best carry of the class. Accuracies come with binomial standard errors;
     the two routes are compared per digit (paired), by the kit's verdict rule.
-Each kind is cached in runs/bench/imputation/ (keyed by both checkpoints' sha256), so two
-processes can take different kinds; every call assembles benchmarks/results/imputation.json.
+`--pair` scores another conditional model against another unconditional one (shipped names or
+checkpoint files), e.g. the study's pair, both trained from scratch by the same recipe (the shipped
+pair is a fine-tune of the default against the default), or further seeds of it. Each kind is cached in runs/bench/imputation/ (keyed by the pair
+and both checkpoints' sha256), so two processes can take different kinds; every call assembles the
+results file (benchmarks/results/imputation.json for the shipped pair).
 """
 from __future__ import annotations
 
@@ -27,18 +33,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from common import RESULTS_DIR, machine, write_json
-from hvae_lite.checkpoints import Checkpoint, load_checkpoint, read_manifest, save_checkpoint
+from hvae_lite.checkpoints import Checkpoint, load_checkpoint, read_manifest, save_checkpoint, sha256_of
 from hvae_lite.data import MASK_KINDS, fixed_binarize, heldout_masks, load_mnist
 from hvae_lite.impute import full_log_likelihood, impute_conditional, impute_iterative, missing_log_likelihood
 from hvae_lite.judge import judge_images, occluded, train_judge
 from hvae_lite.paths import BENCH_RUNS_DIR
 from hvae_lite.pretrained import load_judge, load_or_train
-from hvae_lite.results import compare_paired, mean_stderr, paired_difference
+from hvae_lite.recipes import CHECKPOINT_NAMES
+from hvae_lite.results import compare_paired, mean_stderr, paired_difference, verdict
 
 CACHE = BENCH_RUNS_DIR / "imputation"
+PAIR = ("imputation", "matryoshka")  # the shipped pair: the conditional model, the iterative route's model
 N_STEPS = 10
 BATCH = 250
 JUDGE_EPOCHS = 30  # as the shipped judge
@@ -129,6 +138,60 @@ def k_check(models: dict, x: torch.Tensor, k_small: int, k_big: int, kinds: list
     return rows
 
 
+def assemble_study(out: Path) -> dict[str, Any]:
+    """Per-seed results of a pair trained alike (`<out stem>_s<seed>.json` beside `out`, one `--pair`
+    call each) into one file: per occlusion kind, each seed's paired difference and the judge, and
+    across seeds the mean difference with the standard error of the seed spread and the kit's verdict
+    (with one seed, that seed's paired numbers)."""
+    runs = {seed: json.loads(path.read_text()) for seed in range(10)
+            if (path := out.with_name(f"{out.stem}_s{seed}.json")).is_file()}
+    if not runs:
+        raise SystemExit(f"no per-seed results {out.stem}_s<seed>.json beside {out}: score the pairs with --pair first")
+    kinds = []
+    for kind in MASK_KINDS:
+        per_seed = [{"seed": seed, "difference": row["conditional_minus_iterative"], "stderr": row["difference_stderr"],
+                     "verdict": row["verdict"], "judge_verdict": row["judge_conditional_minus_iterative"]["verdict"],
+                     "judge_conditional": row["judge_conditional"],
+                     "judge_iterative": row["judge_iterative"]}
+                    for seed, run in runs.items() for row in run["rows"] if row["kind"] == kind]
+        if len(per_seed) < len(runs):
+            continue
+        differences = [s["difference"] for s in per_seed]
+        mean, se = mean_stderr(differences) if len(runs) > 1 else (differences[0], per_seed[0]["stderr"])
+        kinds.append({"kind": kind, "per_seed": per_seed, "difference": mean, "stderr": se,
+                      "seed_spread": float(np.std(differences, ddof=1)) if len(runs) > 1 else None,
+                      "verdict": verdict(mean, se).word,
+                      **{key: float(np.mean([s[key] for s in per_seed])) for key in ("judge_conditional", "judge_iterative")}})
+    first = runs[min(runs)]
+    result = {"benchmark": "imputation, the conditional model against the iterative route with a rival trained alike, "
+                           "per training seed and across seeds", "pairs": {str(seed): run["pair"] for seed, run in runs.items()},
+              "protocol": {**first["protocol"], "across_seeds": "mean of the per-seed paired differences; SE from their "
+                                                                "spread (one seed: its paired SE); verdict: two SE"},
+              "kinds": kinds, "machine": machine()}
+    write_json(out, result)
+    return result
+
+
+def load_pair(names: dict[str, str], quick: bool, parser: argparse.ArgumentParser) -> tuple[dict, dict[str, str]]:
+    """The models and digests of a pair, keyed by role ("imputation": the conditional model,
+    "matryoshka": the iterative route's model); each is a shipped name or a checkpoint file (.pt)."""
+    models, digests = {}, {}
+    for role, spec in names.items():
+        if spec.endswith(".pt"):
+            if not Path(spec).is_file():
+                parser.error(f"--pair: no checkpoint file {spec}")
+            checkpoint, digests[role] = load_checkpoint(spec), sha256_of(spec)[:12]
+        elif spec in CHECKPOINT_NAMES:
+            checkpoint = load_or_train(spec, fast=quick, progress=False)
+            digests[role] = "quick" if quick else read_manifest(spec)["sha256"][:12]
+        else:
+            parser.error(f"--pair: {spec!r} is neither a checkpoint file (.pt) nor one of {', '.join(CHECKPOINT_NAMES)}")
+        if checkpoint.config.conditional != (role == "imputation"):
+            parser.error(f"--pair needs a conditional model, then an unconditional one; {spec} is not")
+        models[role] = checkpoint.model()
+    return models, digests
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kinds", nargs="*", default=list(MASK_KINDS), choices=MASK_KINDS)
@@ -138,10 +201,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--k-check-ks", nargs=2, type=int, metavar=("SMALL", "BIG"),
                         help="the two k of --k-check (default: k and 10 k)")
     parser.add_argument("--k-check-digits", type=int, default=100, help="the first digits --k-check scores")
+    parser.add_argument("--pair", nargs=2, default=list(PAIR), metavar=("CONDITIONAL", "UNCONDITIONAL"),
+                        help="the conditional model and the iterative route's model (shipped names or .pt files)")
+    parser.add_argument("--assemble-study", action="store_true",
+                        help="only gather the per-seed files <out stem>_s<seed>.json into --out (across seeds)")
     parser.add_argument("--quick", action="store_true", help="fast-mode models, 20 digits (a smoke test)")
     parser.add_argument("--cache", type=Path, default=CACHE, help="where per-model/per-kind results are cached")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "imputation.json")
     args = parser.parse_args(argv)
+    if args.assemble_study:
+        return assemble_study(args.out)
     k_pair = args.k_check_ks or ((2, 20) if args.quick else (args.k, 10 * args.k))
     if not 0 < k_pair[0] < k_pair[1]:
         parser.error(f"--k-check-ks needs 0 < SMALL < BIG, got {k_pair[0]} {k_pair[1]}")
@@ -150,12 +219,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = load_mnist("embedded", seed=0)
     n = 20 if args.quick else len(data.test_images)
     x, labels = fixed_binarize(data.test_images, 0)[:n], data.test_labels[:n]
-    models = {name: load_or_train(name, fast=args.quick, progress=False).model() for name in ("imputation", "matryoshka")}
-    digests = {m: "quick" if args.quick else read_manifest(m)["sha256"][:12] for m in ("imputation", "matryoshka")}
+    names = dict(zip(PAIR, args.pair))
+    models, digests = load_pair(names, args.quick, parser)
     digest = "-".join(digests[m] for m in ("imputation", "matryoshka"))
     judge = load_judge(progress=False)
     ceiling_judge = occluded_judge(args.quick, args.cache)
-    prefix = "quick-" if args.quick else ""
+    prefix = ("quick-" if args.quick else "") + ("" if tuple(args.pair) == PAIR else
+                                                 "-".join(Path(spec).stem for spec in args.pair) + "-")
     log_px = None
     for kind in args.kinds:
         path = args.cache / f"{prefix}{kind}-k{args.k}.pt"
@@ -185,7 +255,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         measured = {(row["kind"], row["k_small"], row["k_big"]) for row in new}
         checks = [row for row in checks if (row["kind"], row["k_small"], row["k_big"]) not in measured] + new
         checks.sort(key=lambda row: (MASK_KINDS.index(row["kind"]), row["k_small"]))
-    result = {"benchmark": "imputation: conditional model vs iterative imputation with the default model",
+    result = {"benchmark": f"imputation: the conditional model {names['imputation']} vs iterative imputation "
+                           f"with {names['matryoshka']}", "pair": args.pair,
               "protocol": {"n_images": n, "binarisation": "fixed (seed 0)", "masks": "one per digit, drawn from (seed 0, digit index): heldout_masks",
                            "k": args.k, "iterative_steps": N_STEPS,
                            "conditional_log_lik": "IWAE-k lower bound on log p(x_missing | x_observed)",

@@ -91,6 +91,13 @@ def _mean_range(runs: list[float]) -> str:
     return f"{sum(runs) / len(runs):.3f} (from {min(runs):.3f} to {max(runs):.3f})"
 
 
+def _em_starts(starts: dict[str, list[float]]) -> str:
+    """Clustering over EM starts, and that of the start with the highest training likelihood."""
+    scores, likelihoods = starts["clustering"], starts["train_log_lik"]
+    likeliest = max(range(len(scores)), key=likelihoods.__getitem__)
+    return f"{_mean_range(scores)}; the likeliest start {scores[likeliest]:.3f}"
+
+
 def class_structure_table() -> str:
     """Per model of class_structure.json: clustering, purity, the class kept at k = 1, and the baselines."""
     result = _load("class_structure.json")
@@ -111,7 +118,29 @@ def class_structure_table() -> str:
                   "probe_10_labels_per_class": "logistic regression on the top-latent means, 10 labels per class"}
         for key, label in labels.items():
             rows.append((name, f"baseline: {label}, 5 seeds", _mean_range(row["baselines"][key])))
+        if "em_starts" in row:
+            rows.append((name, f"EM from {len(row['em_starts']['clustering'])} starts, the fitted prior's recipe "
+                               "(posterior samples of the training digits)", _em_starts(row["em_starts"])))
     return markdown_table(["model", "measure (1,000 held-out digits)", "value"], rows)
+
+
+KL_HISTORY_EPOCHS = (1, 10, 20, 30, 40, 50, 60, 78, 100, 130)
+
+
+def kl_history_table() -> str:
+    """The shipped default's held-out KL per layer through its training (its checkpoint's history),
+    beside the free-bits floor of each epoch: whether the layers that end unused were ever used."""
+    from hvae_lite.checkpoints import load_checkpoint
+
+    path = CHECKPOINT_DIR / "matryoshka.pt"
+    if not path.is_file():
+        raise NotMeasured("the shipped default (data/checkpoints/matryoshka.pt)")
+    history = {row["epoch"]: row for row in load_checkpoint(path).history}
+    n_layers = len(history[max(history)]["test_kl"])
+    header = ["epoch", "free-bits floor", *(f"z{i}" for i in range(n_layers))]
+    rows = [(epoch, f"{history[epoch]['free_bits']:.2f}", *(f"{kl:.2f}" for kl in history[epoch]["test_kl"]))
+            for epoch in KL_HISTORY_EPOCHS if epoch in history]
+    return markdown_table(header, rows)
 
 
 def ablations_table() -> str:
@@ -139,6 +168,23 @@ def imputation_table() -> str:
         table += "\n\nThe same numbers with more importance samples, on the first digits:\n\n"
         table += results.imputation_k_check_table(result)
     return table
+
+
+def imputation_study_table() -> str:
+    """The conditional model from scratch against the iterative route with a rival trained alike
+    (imputation_study.json), per kind and seed and across seeds, beside the shipped pair's difference."""
+    study = _load("imputation_study.json")
+    shipped = ({row["kind"]: row for row in _load("imputation.json")["rows"]}
+               if (RESULTS_DIR / "imputation.json").is_file() else {})
+    seeds = ", ".join(study["pairs"])
+    rows = [(k["kind"], "; ".join(_pm(s["difference"], s["stderr"], 2) for s in k["per_seed"]),
+             _pm(k["difference"], k["stderr"], 2) if k["seed_spread"] is not None else "one seed", k["verdict"],
+             f"{k['judge_conditional']:.3f} / {k['judge_iterative']:.3f}",
+             f"{shipped[k['kind']]['conditional_minus_iterative']:.2f}" if k["kind"] in shipped else "not measured")
+            for k in study["kinds"]]
+    return markdown_table(["occlusion", f"conditional - iterative, nats, per seed ({seeds}; ± paired SE over digits)",
+                           "mean ± SE over seeds", "verdict on the conditional route",
+                           "judge: conditional / iterative (mean over seeds)", "shipped pair (fine-tuned, width 64)"], rows)
 
 
 def _row(measure: str, target: str, value: str, met: bool | None) -> tuple[str, str, str, bool | None]:
@@ -227,7 +273,9 @@ def _class_targets(rows: list) -> None:
     if default is not None and "clustering_accuracy" in default:  # the default's fitted top prior (second stage)
         accuracy = default["clustering_accuracy"]
         kmeans = sum(default["baselines"]["kmeans_top_latents"]) / len(default["baselines"]["kmeans_top_latents"])
-        rows.append(_row("default's fitted top prior: clustering accuracy", ">= 0.85", f"{accuracy:.3f}", accuracy >= 0.85))
+        spread = f" (EM start 0; 10 starts: {_em_starts(default['em_starts'])})" if "em_starts" in default else ""
+        rows.append(_row("default's fitted top prior: clustering accuracy", ">= 0.85", f"{accuracy:.3f}{spread}",
+                         accuracy >= 0.85))
         rows.append(_row("default's fitted top prior: above k-means on the same top latents", ">= 0.10",
                          f"{accuracy - kmeans:+.3f} (k-means {kmeans:.3f})", accuracy - kmeans >= 0.10))
         rows.append(_row("default's fitted top prior: judge purity of samples per used component", ">= 0.85",
@@ -249,6 +297,13 @@ def _class_targets(rows: list) -> None:
     rows.append(_row("conditional beats iterative on log p(missing given observed) (verdict rule, paired)",
                      "every occlusion kind", f"{len(better)} of the {len(kinds)} kinds measured (of {len(MASK_KINDS)})",
                      len(better) == len(MASK_KINDS)))
+    if (RESULTS_DIR / "imputation_study.json").is_file():
+        study = _load("imputation_study.json")
+        better = [k["kind"] for k in study["kinds"] if k["verdict"] == "better"]
+        n = len(study["pairs"])
+        rows.append(_row(f"the same, trained from scratch with its rival's budget (study scale, {n} seed{'s' * (n > 1)})",
+                         "every occlusion kind", f"{len(better)} of the {len(study['kinds'])} kinds measured "
+                         f"(of {len(MASK_KINDS)})", len(better) == len(MASK_KINDS)))
     if all("judge_ceiling" in r for r in kinds.values()):
         ratios = {kind: r["judge_conditional"] / r["judge_ceiling"] for kind, r in kinds.items()}
         worst = min(ratios, key=ratios.get)
@@ -344,7 +399,8 @@ def adversarial_table() -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "targets": targets_table, "speed": speed_table, "models": models_table, "paired": paired_table,
-    "kl": kl_table, "judge": judge_table, "class_structure": class_structure_table, "imputation": imputation_table,
+    "kl": kl_table, "kl_history": kl_history_table, "judge": judge_table, "class_structure": class_structure_table, "imputation": imputation_table,
+    "imputation_study": imputation_study_table,
     "ablations": ablations_table, "contrasts": contrasts_table, "time_to_quality": time_to_quality_table,
     "photos": photos_table, "photos_imputation": photos_imputation_table,
     "adversarial": adversarial_table,

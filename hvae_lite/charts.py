@@ -42,7 +42,7 @@ def kl_per_layer(kl: Sequence[float], title: str = "KL per latent layer", ax=Non
 
 def training_curves(history: Sequence[dict], title: str = "Training") -> Figure:
     """Left: train and held-out ELBO per epoch. Right: KL of each latent layer per epoch (held-out
-    when the history has it, else training).
+    when the history has it, else training), and the free-bits floor (dashed) when the run had one.
 
     `history` is `Trainer.fit()`'s list of per-epoch dicts (epoch, elbo, test_elbo, test_kl, ...).
     """
@@ -65,6 +65,8 @@ def training_curves(history: Sequence[dict], title: str = "Training") -> Figure:
     colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, kl.shape[1]))
     for i, colour in enumerate(colours):
         ax_kl.plot(epochs, kl[:, i], color=colour, label="z0 (top)" if i == 0 else f"z{i}")
+    if any(r.get("free_bits", 0) > 0 for r in history):  # below this line a layer's KL cost nothing
+        ax_kl.plot(epochs, [r.get("free_bits", 0) for r in history], "k--", label="free-bits floor")
     ax_kl.set(xlabel="epoch", ylabel="KL (nats)",
               title=f"{'held-out ' if held_out else ''}KL per latent layer (top = dark)")
     ax_kl.legend(fontsize=7, ncol=2)

@@ -192,19 +192,28 @@ def mixture_assignments(model: HVAE, images: Tensor, batch_size: int = 500) -> T
                       for chunk in z.split(batch_size)])
 
 
-def kmeans_assignments(model: HVAE, train_images: Tensor, images: Tensor, n_clusters: int = 10,
-                       seed: int = 0) -> Tensor:
-    """Clusters without a mixture prior, for comparison with `mixture_assignments`: k-means
-    (k-means++ start, `seed`) on the top-latent posterior means of `train_images`; each of `images`
-    goes to its nearest centre. (N_train, C, H, W), (N, C, H, W) -> (N,) cluster indices."""
-    from scipy.cluster.vq import kmeans2
+def kmeans_clusters(train: np.ndarray, points: np.ndarray, n_clusters: int = 10, seed: int = 0,
+                    restarts: int = 10) -> np.ndarray:
+    """k-means (scikit-learn) on `train` (N_train, D), run to convergence from `restarts` k-means++
+    starts drawn from `seed`, keeping the start with the smallest within-cluster sum of squares (k-means's
+    own objective: no labels); each row of `points` (N, D) goes to its nearest centre -> (N,) indices.
+    The one k-means of the kit (notebook 6's baseline and benchmarks/class_structure.py)."""
+    from sklearn.cluster import KMeans
 
     check_int(n_clusters, "n_clusters", minimum=1)
-    train = top_latent_means(model, train_images).double().numpy()
+    check_int(restarts, "restarts", minimum=1)
     if len(train) < n_clusters:
-        raise InputError(f"k-means needs at least n_clusters = {n_clusters} training images, got {len(train)}")
-    centres, _ = kmeans2(train, n_clusters, minit="++", seed=seed)
-    return torch.cdist(top_latent_means(model, images).double(), torch.from_numpy(centres)).argmin(1)
+        raise InputError(f"k-means needs at least n_clusters = {n_clusters} training points, got {len(train)}")
+    return KMeans(n_clusters, n_init=restarts, random_state=seed).fit(train).predict(points)
+
+
+def kmeans_assignments(model: HVAE, train_images: Tensor, images: Tensor, n_clusters: int = 10,
+                       seed: int = 0) -> Tensor:
+    """Clusters without a mixture prior, for comparison with `mixture_assignments`: `kmeans_clusters`
+    on the top-latent posterior means of `train_images`; each of `images` goes to its nearest centre.
+    (N_train, C, H, W), (N, C, H, W) -> (N,) cluster indices."""
+    train = top_latent_means(model, train_images).numpy()
+    return torch.from_numpy(kmeans_clusters(train, top_latent_means(model, images).numpy(), n_clusters, seed)).long()
 
 
 def clustering_accuracy(assignments: Tensor | np.ndarray, labels: Tensor | np.ndarray) -> float:

@@ -142,6 +142,9 @@ RECIPES: dict[str, Recipe] = {
     "study-ar-head": Recipe("matryoshka-ar", _fine_tune("study-matryoshka", ABLATION_FINE_TUNE), base="study-matryoshka"),
     "study-ar-control": Recipe("matryoshka-32", _fine_tune("study-matryoshka", ABLATION_FINE_TUNE),
                                base="study-matryoshka"),
+    # The conditional model as the paper trains it, at the study's scale: from scratch by the study's
+    # recipe, so it and `study-matryoshka` (the iterative route's model) have the same budget.
+    "study-imputation": Recipe("matryoshka-32", ABLATION, {"conditional": True}),
     "photos": Recipe("photos", _PHOTOS_LONG, data="photos"),
     "photos-ar": Recipe("photos-ar", _fine_tune("photos", _PHOTOS_FINE_TUNE), base="photos", data="photos"),
     "photos-control": Recipe("photos", _fine_tune("photos", _PHOTOS_FINE_TUNE), base="photos", data="photos"),
@@ -158,6 +161,7 @@ QUICK_RECIPES: dict[str, Recipe] = {
     "study-no-td-path": Recipe("no-td-path", _QUICK),
     "study-ar-head": Recipe("matryoshka-ar", _QUICK_FINE_TUNE, base="study-matryoshka"),
     "study-ar-control": Recipe("matryoshka-32", _QUICK_FINE_TUNE, base="study-matryoshka"),
+    "study-imputation": Recipe("matryoshka-32", _QUICK, {"conditional": True}),
     # natural images: about 10 minutes for the base, 5 for each fine-tune, 10 for the conditional model
     "photos": Recipe("photos", dataclasses.replace(_PHOTOS_LONG, epochs=2, free_bits_end_epoch=0.0, ema_decay=0.99),
                      data="photos"),
@@ -184,6 +188,7 @@ FAST_RECIPES: dict[str, Recipe] = {
     "study-no-td-path": Recipe("tiny", _FAST_TRAIN, {"deterministic_path": False}, n_train=300, n_test=100),
     "study-ar-head": Recipe("tiny", _FAST_FINE_TUNE, {"ar_layers": 1, "ar_kernel": 3}, "study-matryoshka", 300, 100),
     "study-ar-control": Recipe("tiny", _FAST_FINE_TUNE, {}, "study-matryoshka", 300, 100),
+    "study-imputation": Recipe("tiny", _FAST_TRAIN, {"conditional": True}, n_train=300, n_test=100),
     # colour: the tiny model on 200 photo patches (a 2-component logistic mixture; the AR head a 3x3 mask)
     "photos": Recipe("tiny", _FAST_TRAIN, _TINY_COLOUR, n_train=200, n_test=50, data="photos"),
     "photos-ar": Recipe("tiny", _FAST_FINE_TUNE, {**_TINY_COLOUR, "ar_layers": 1, "ar_kernel": 3, "ar_width": 9},

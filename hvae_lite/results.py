@@ -32,6 +32,7 @@ RESULT_FILES = {
     "shipped": "shipped.json",                # the shipped models on the full protocol (benchmarks/shipped.py)
     "class_structure": "class_structure.json",  # clustering, purity, class kept against k, baselines
     "imputation": "imputation.json",          # both imputation routes on every occlusion kind
+    "imputation_study": "imputation_study.json",  # the conditional model from scratch vs its rival, 3 seeds
     "time_to_quality": "time_to_quality.json",  # held-out IWAE and samples against training minutes
     "quick_recipe": "quick_recipe.json",      # the 10-minute "train it yourself" recipe
     "photos": "photos.json",                  # the colour models on the held-out photo patches (benchmarks/photos.py)
@@ -248,8 +249,7 @@ def imputation_k_check_table(result: Mapping[str, Any]) -> str:
 
 
 def _across_seeds(stat: Mapping[str, Any] | None, digits: int = 1) -> str:
-    """'mean (seed sd s)' for a measure summarised over training seeds, or the mean alone for one
-    ('not scored' when no seed was)."""
+    """'mean (sd s)' of a measure over training seeds, the mean alone for one, 'not scored' for none."""
     if stat is None:
         return "not scored"
     sd = stat.get("seed_sd")

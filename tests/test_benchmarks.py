@@ -107,6 +107,34 @@ def test_imputation_quick_scores_every_kind(tmp_path):
     assert again["k_check"][0] == result["k_check"][0] and again["rows"] == result["rows"]
     with pytest.raises(SystemExit):
         imputation.main(["--quick", "--k-check", "center", "--k-check-ks", "6", "6"])
+    # Another pair is cached apart: the shipped pair's rows stay, and the new file names its pair.
+    study = imputation.main(["--quick", "--out", str(tmp_path / "study_s0.json"), "--cache", str(tmp_path / "c"),
+                             "--kinds", "center", "--pair", "study-imputation", "study-matryoshka"])
+    assert study["pair"] == ["study-imputation", "study-matryoshka"] and [r["kind"] for r in study["rows"]] == ["center"]
+    assert study["rows"][0] != result["rows"][0]
+    assert (tmp_path / "c" / "quick-study-imputation-study-matryoshka-center-k10.pt").is_file()
+    # A checkpoint file stands for a model as its name does (another seed of a recipe, say).
+    from hvae_lite.checkpoints import save_checkpoint
+    from hvae_lite.pretrained import load_or_train
+    save_checkpoint(load_or_train("study-imputation", fast=True, progress=False), tmp_path / "seed.pt")
+    by_file = imputation.main(["--quick", "--out", str(tmp_path / "study_s1.json"), "--cache", str(tmp_path / "c"),
+                               "--kinds", "center", "--pair", str(tmp_path / "seed.pt"), "study-matryoshka"])
+    assert by_file["rows"][0]["conditional_log_lik"] == pytest.approx(study["rows"][0]["conditional_log_lik"])
+    assert (tmp_path / "c" / "quick-seed-study-matryoshka-center-k10.pt").is_file()
+    # The seeds' files gathered: the mean of the per-seed differences, with the SE of their spread.
+    both = imputation.main(["--assemble-study", "--out", str(tmp_path / "study.json")])
+    differences = [run["rows"][0]["conditional_minus_iterative"] for run in (study, by_file)]
+    center = both["kinds"][0]
+    assert list(both["pairs"]) == ["0", "1"] and center["kind"] == "center"
+    assert center["difference"] == pytest.approx(sum(differences) / 2)
+    assert center["stderr"] == pytest.approx(abs(differences[0] - differences[1]) / 2)
+    assert json.loads((tmp_path / "study.json").read_text())["kinds"] == both["kinds"]
+    with pytest.raises(SystemExit):
+        imputation.main(["--assemble-study", "--out", str(tmp_path / "nothing.json")])
+    for pair in (["study-matryoshka", "study-imputation"], ["imputation", "no-such-model"],
+                 [str(tmp_path / "absent.pt"), "matryoshka"]):
+        with pytest.raises(SystemExit):
+            imputation.main(["--quick", "--kinds", "--pair", *pair, "--out", str(tmp_path / "x.json")])
 
 
 def test_documented_tables_are_the_results_files():

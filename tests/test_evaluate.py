@@ -9,7 +9,7 @@ from hvae_lite.config import get_preset
 from hvae_lite.data import fixed_binarize, heldout_masks
 from hvae_lite.distributions import DiagonalGaussian
 from hvae_lite.evaluate import (active_units, clustering_accuracy, evaluate, heldout_elbo, heldout_elbo_per_image,
-                                heldout_observed, kmeans_assignments, mixture_assignments, per_image_scores,
+                                heldout_observed, kmeans_assignments, kmeans_clusters, mixture_assignments, per_image_scores,
                                 top_latent_means)
 from hvae_lite.model import HVAE
 from hvae_lite.objectives import bits_per_dim
@@ -96,6 +96,24 @@ def test_kmeans_assignments_separate_clearly_different_images(trained_tiny, digi
     assert torch.equal(assignments, kmeans_assignments(trained_tiny, images, images, n_clusters=2, seed=0))
     with pytest.raises(ValueError, match="at least n_clusters"):
         kmeans_assignments(trained_tiny, images[:3], images, n_clusters=5)
+
+
+def test_kmeans_clusters_keeps_the_best_of_its_restarts():
+    # Ten overlapping blobs: single k-means++ starts end in different local optima; the best of ten
+    # restarts (smallest within-cluster sum of squares) is at least as good as a typical single start.
+    rng = np.random.default_rng(0)
+    points = np.concatenate([c + 0.5 * rng.standard_normal((40, 2)) for c in rng.uniform(0, 10, (10, 2))])
+
+    def within(assignment):
+        return sum(((points[assignment == c] - points[assignment == c].mean(0)) ** 2).sum() for c in np.unique(assignment))
+
+    singles = sorted(within(kmeans_clusters(points, points, 10, seed=s, restarts=1)) for s in range(10))
+    best = kmeans_clusters(points, points, 10, seed=0, restarts=10)
+    assert singles[-1] > singles[0] + 1 and within(best) <= singles[len(singles) // 2]
+    assert np.array_equal(best, kmeans_clusters(points, points, 10, seed=0, restarts=10))
+    with pytest.raises(ValueError, match="restarts"):
+        kmeans_clusters(points, points, restarts=0)
+
 
 
 def test_clustering_accuracy_perfect_under_any_permutation():

@@ -32,6 +32,10 @@ def test_training_curves_plots_each_epoch_and_layer():
     ax_elbo, ax_kl = fig.axes
     assert [list(line.get_ydata()) for line in ax_elbo.lines] == [[-99.0, -98.0, -97.0], [-104.0, -103.0, -102.0]]
     assert len(ax_kl.lines) == 3 and list(ax_kl.lines[0].get_ydata()) == [1.0, 2.0, 3.0]
+    # A run with free bits also draws its floor, epoch by epoch (dashed, labelled).
+    floored = [{**record, "free_bits": 0.5 - 0.25 * i} for i, record in enumerate(history)]
+    floor = plots.training_curves(floored).axes[1].lines[-1]
+    assert list(floor.get_ydata()) == [0.5, 0.25, 0.0] and floor.get_label() == "free-bits floor"
     with pytest.raises(ValueError, match="empty"):
         plots.training_curves([])
 
