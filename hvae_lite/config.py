@@ -247,7 +247,7 @@ class TrainConfig:
     init_from: str = ""              # start from this checkpoint's weights (layers of the same shape)
     new_lr: float = 0.0              # > 0: learning rate of the parameters init_from did not provide
     mixture_init_epoch: int = -1     # >= 0: at the start of this epoch, fit the mixture prior to the
-                                     # encoder's top latents by k-means (VaDE-style initialisation)
+                                     # encoder's top latents by EM (VaDE-style; EM starts from the run's seed)
 
     def __post_init__(self) -> None:
         check_field_types(self)
