@@ -143,13 +143,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data = data.subset(300, 100)
         args.out = args.out.with_name("class_structure_quick.json")
     judge = load_judge(progress=False)
-    result = json.loads(args.out.read_text()) if args.out.is_file() else {"models": {}}
+    scored = {}
     for name, model in models.items():
-        result["models"][name] = structure(model, judge, data)
-        row = result["models"][name]
+        row = scored[name] = structure(model, judge, data)
         print(f"{name}: clustering {row.get('clustering_accuracy', float('nan')):.3f}, class kept at k=1 "
               f"{row['class_kept']['1']['share']:.3f}, k-means on top latents "
               f"{np.mean(row['baselines']['kmeans_top_latents']):.3f}", flush=True)
+    # Read the file only now, so two processes scoring different models (minutes each) both keep theirs.
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {"models": {}}
+    result["models"].update(scored)
     result.update({"protocol": {
         "data": "embedded split, seed 0: 1,000 held-out digits (fixed binarisation, seed 0)",
         "clustering": "best one-to-one matching of components (or clusters) to classes (Hungarian)",

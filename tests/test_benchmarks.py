@@ -1,5 +1,6 @@
 """Smoke tests of the benchmark scripts in their --quick configuration (tiny models, a few digits)."""
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -83,7 +84,13 @@ def test_class_structure_quick_scores_a_mixture_and_its_baselines(tmp_path):
     assert sorted(int(k) for k in row["class_kept"]) == [k for k in class_structure.KEEPS if k <= 5]
     for name, runs in row["baselines"].items():
         assert len(runs) == len(class_structure.SEEDS) and all(0 <= r <= 1 for r in runs), name
+    starts = row["em_starts"]  # the fitted prior's recipe from each EM start, with its training likelihood
+    assert len(starts["clustering"]) == len(starts["train_log_lik"]) == class_structure.EM_STARTS
+    assert all(0 <= a <= 1 for a in starts["clustering"]) and all(math.isfinite(v) for v in starts["train_log_lik"])
     assert json.loads((tmp_path / "class_structure_quick.json").read_text())["models"]["mixture"] == row
+    # A second call scoring another model keeps the first one's row (the file is read when written).
+    again = class_structure.main(["--quick", "--shipped", "matryoshka", "--out", str(tmp_path / "cs.json")])
+    assert set(again["models"]) == {"mixture", "matryoshka"} and again["models"]["mixture"] == row
 
 
 def test_imputation_quick_scores_every_kind(tmp_path):
