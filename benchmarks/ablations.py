@@ -83,6 +83,10 @@ def study(quick: bool = False) -> dict[str, Variant]:
         # instead of annealed away by epoch 10, do they open the layer the full model leaves unused?
         "held-floor": Variant(full, "free bits (0.5 nats per layer) held to the end instead of annealed away",
                               recipe_changes={"free_bits_end_epoch": 0.0}),
+        # A narrower top vector leaves the global description less room: does it move into the 7x7 maps?
+        "top-8": Variant(full.replace(top_latent_dim=max(1, full.top_latent_dim // 4)),
+                         f"a top vector of {max(1, full.top_latent_dim // 4)} dimensions instead of "
+                         f"{full.top_latent_dim}"),
     }
 
 
@@ -94,6 +98,7 @@ CONTRASTS = (
     ("extra fine-tuning alone", "ar-control", "matryoshka"),
     *((f"10 latent maps vs {n}", "matryoshka", f"depth-{n}") for n in (2, 4, 6)),
     ("free bits held to the end", "held-floor", "matryoshka"),
+    ("a narrower top vector", "top-8", "matryoshka"),
 )
 
 
