@@ -30,6 +30,7 @@ import torch
 from common import machine, write_json
 from hvae_lite.checkpoints import load_checkpoint
 from hvae_lite.data import load_mnist
+from hvae_lite.distributions import em_fit
 from hvae_lite.evaluate import clustering_accuracy, kmeans_clusters, prepare_heldout, top_latent_means
 from hvae_lite.explore import class_kept, component_samples
 from hvae_lite.judge import judge_images
@@ -87,12 +88,9 @@ def em_starts(model, data) -> dict[str, list[float]]:
     10 posterior samples per training digit) from each of EM_STARTS starts, on the same samples: the
     held-out clustering of each fit and its training log-likelihood per sample (which picks a start
     without labels). Shows how much of a fitted prior's clustering is its start."""
-    from sklearn.mixture import GaussianMixture
-
     z = aggregate_posterior_samples(model, data.train_images, 10, 0).double().numpy()
     test = top_latent_means(model, data.test_images).double().numpy()
-    fits = [GaussianMixture(10, covariance_type="full", reg_covar=1e-4, random_state=s, n_init=1).fit(z)
-            for s in range(EM_STARTS)]
+    fits = [em_fit(z, 10, "full", seed) for seed in range(EM_STARTS)]
     return {"clustering": [clustering_accuracy(fit.predict(test), data.test_labels.numpy()) for fit in fits],
             "train_log_lik": [float(fit.score(z)) for fit in fits]}
 

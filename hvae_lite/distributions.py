@@ -116,12 +116,8 @@ class MixturePrior(nn.Module):
         """Set the mixture to the maximum-likelihood fit (EM, scikit-learn) of samples z (N, D), e.g.
         posterior samples of the training images: the prior that best matches where the encoder puts
         the data (the aggregate posterior), for this many components."""
-        from sklearn.mixture import GaussianMixture
-
         kind = "full" if self.off_diagonal is not None else "diag"
-        # reg_covar: a floor on the variances, so a component on a few near-identical latents stays proper.
-        gmm = GaussianMixture(self.n_components, covariance_type=kind, reg_covar=1e-4, random_state=seed,
-                              n_init=1).fit(z.double().cpu().numpy())
+        gmm = em_fit(z.double().cpu().numpy(), self.n_components, kind, seed)
         covariance = torch.from_numpy(gmm.covariances_)
         factor = torch.linalg.cholesky(covariance) if kind == "full" else torch.diag_embed(covariance.sqrt())
         self.means.copy_(torch.from_numpy(gmm.means_))
@@ -129,3 +125,14 @@ class MixturePrior(nn.Module):
         self.logits.copy_(torch.from_numpy(gmm.weights_).log())
         if self.off_diagonal is not None:
             self.off_diagonal.copy_(torch.tril(factor, diagonal=-1))
+
+
+def em_fit(z, n_components: int, covariance: str = "full", seed: int = 0):
+    """The kit's one EM fit of a Gaussian mixture (scikit-learn) to samples z (N, D) as a float64 array,
+    from the one start `seed` draws: what `MixturePrior.fit` sets the prior to, and what
+    benchmarks/class_structure.py refits from other starts. covariance: "full" or "diag"."""
+    from sklearn.mixture import GaussianMixture
+
+    # reg_covar: a floor on the variances, so a component on a few near-identical latents stays proper.
+    return GaussianMixture(n_components, covariance_type=covariance, reg_covar=1e-4, random_state=seed,
+                           n_init=1).fit(z)
